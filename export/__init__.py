@@ -1,0 +1,1 @@
+"""ONNX export, fp16 conversion, export checks and TensorRT engine builds. Installed as `srg_deploy.export`."""

@@ -1,0 +1,1 @@
+"""RoI max pooling: the Triton kernel and its TensorRT plugin. Installed as `srg_deploy.plugins`."""

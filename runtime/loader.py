@@ -1,0 +1,44 @@
+"""Model path -> backend: checkpoint folder -> eager torch, `.onnx` -> ONNX Runtime, `.engine` -> TensorRT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from srg_deploy.errors import SRGError
+from srg_deploy.runtime.backend import Backend
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def backend_for(path: Path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        return "torch"
+    if path.suffix == ".onnx":
+        return "onnxruntime"
+    if path.suffix in (".engine", ".plan", ".trt"):
+        return "tensorrt"
+    raise SRGError(f"cannot tell the backend of {path}: expected a checkpoint folder, a .onnx file or a .engine file")
+
+
+def open_backend(path: Path, backend: str | None = None, mode: str = "boxes", max_pairs: int | None = None) -> Backend:
+    """Load `path` with `backend` (chosen from the path when None). `mode` and `max_pairs` matter only for an eager
+    checkpoint, which can run either mode; exported files carry their mode."""
+    path = Path(path)
+    if not path.exists():
+        raise SRGError(f"model {path} does not exist")
+    backend = backend or backend_for(path)
+    if backend == "torch":
+        from srg_deploy.checkpoint import load_model
+        from srg_deploy.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(load_model(path), mode=mode, max_pairs=max_pairs)
+    if backend == "onnxruntime":
+        from srg_deploy.runtime.ort_backend import OrtBackend
+
+        return OrtBackend(path)
+    if backend == "tensorrt":
+        from srg_deploy.runtime.trt_backend import TrtBackend
+
+        return TrtBackend(path)
+    raise SRGError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

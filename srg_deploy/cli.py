@@ -1,0 +1,95 @@
+"""The `srg-deploy` command line. Thin: it parses, calls the library, and turns `SRGError` into one line.
+
+Heavy imports (torch, onnxruntime, tensorrt) happen inside the commands so `srg-deploy --help` is instant and
+works on any machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from srg_deploy.errors import SRGError
+
+app = typer.Typer(
+    name="srg-deploy",
+    help="Deploy GCN-LSTM's semantic relationship graph model: PyTorch -> ONNX -> TensorRT, checked against eager.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line and exit code 1 (traceback only with --debug)."""
+    _state["debug"] = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except SRGError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        sys.exit(130)
+
+
+@app.command(
+    epilog="Examples:\n\n  srg-deploy init ckpt/ --seed 0\n\n  srg-deploy init ckpt/ --backbone resnet101-63fe2227.pth\n\n"
+    "  srg-deploy init ckpt/ --from-detectron2 faster_rcnn_from_caffe.pkl --objects objects_vocab.txt",
+)
+def init(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder to write (config.json + model.safetensors).")],
+    backbone: Annotated[Optional[Path], typer.Option(help="torchvision ResNet-101 state dict (.pth) for trunk and res5.")] = None,
+    from_detectron2: Annotated[
+        Optional[Path], typer.Option("--from-detectron2", help="detectron2 Faster R-CNN R101-C4 .pkl to import.")
+    ] = None,
+    objects: Annotated[Optional[Path], typer.Option(help="Object vocabulary, one name per line (default VG150).")] = None,
+    predicates: Annotated[Optional[Path], typer.Option(help="Predicate vocabulary, one name per line (default VG50).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every randomly initialised weight.")] = 0,
+) -> None:
+    """Write a checkpoint folder: seeded random, or trunk from torchvision / detectron2 weights, heads seeded."""
+    from srg_deploy.init_checkpoint import init_checkpoint
+
+    message = init_checkpoint(checkpoint, backbone=backbone, detectron2=from_detectron2, objects=objects, predicates=predicates, seed=seed)
+    console.print(message, highlight=False)
+
+
+@app.command(
+    epilog="Examples:\n\n  srg-deploy infer ckpt/ --source photo.jpg --boxes boxes.json --json out.jsonl\n\n"
+    "  srg-deploy infer model.onnx --source images/ --boxes boxes.json\n\n"
+    "  srg-deploy infer sgdet.onnx --source video.mp4 --json out.jsonl --video-out annotated.mp4\n\n"
+    "  srg-deploy infer model.engine --source 0 --realtime --json live.jsonl",
+)
+def infer(
+    model: Annotated[Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")],
+    source: Annotated[str, typer.Option(help="Image, directory, glob, video file, camera index or RTSP/HTTP URL.")],
+    boxes: Annotated[Optional[Path], typer.Option(help="boxes.json: a list of [x1,y1,x2,y2], or {file name: list}.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one JSON line per processed frame here.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="torch | onnxruntime | tensorrt (default: from the path).")] = None,
+    max_pairs: Annotated[Optional[int], typer.Option(min=1, help="Keep the K pairs with the highest score product.")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Triplets per frame in the output.")] = 20,
+) -> None:
+    """Scene graphs for images (and, with the pipeline, videos and cameras)."""
+    from srg_deploy.infer import run_infer
+
+    run_infer(model, source=source, boxes=boxes, json_out=json_out, backend=backend, max_pairs=max_pairs, top_k=top_k)
+
+
+if __name__ == "__main__":
+    main()

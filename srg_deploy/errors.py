@@ -1,0 +1,18 @@
+"""The one user-error type.
+
+Anything the user can fix (a missing file, a malformed box, an engine built for another GPU) is raised as
+`SRGError`; the CLI prints its message on one line and exits 1. Every other exception is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class SRGError(Exception):
+    """A problem with the user's input or environment, with a message that says what to do about it."""
+
+
+def require(condition: object, message: str) -> None:
+    """Raise `SRGError(message)` unless `condition` holds."""
+    if not condition:
+        raise SRGError(message)
