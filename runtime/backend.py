@@ -44,7 +44,7 @@ class Backend(ABC):
 
     @property
     def precision(self) -> str:
-        """"fp32" unless the deployed model was converted (fp16 ONNX, fp16 engine)."""
+        """ "fp32" unless the deployed model was converted (fp16 ONNX, fp16 engine)."""
         return "fp32"
 
     def describe(self) -> str:
@@ -60,7 +60,9 @@ class Backend(ABC):
             array = np.ascontiguousarray(inputs[name], dtype=dtype)
             rank = {"image": 4, "boxes": 2, "pairs": 2}[name]
             if array.ndim != rank or (name != "image" and array.shape[1] != (4 if name == "boxes" else 2)):
-                raise SRGError(f"{self.name}: input {name!r} has shape {array.shape}; see DESIGN.md §3 for the contract")
+                raise SRGError(
+                    f"{self.name}: input {name!r} has shape {array.shape}; see DESIGN.md §3 for the contract"
+                )
             checked[name] = array
         if checked["image"].shape[:2] != (1, 3):
             raise SRGError(f"{self.name}: image has shape {checked['image'].shape}; expected [1,3,H,W]")

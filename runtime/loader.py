@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srg_deploy.errors import SRGError
 from srg_deploy.runtime.backend import Backend
+
+from srg_deploy.errors import SRGError
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -29,8 +30,9 @@ def open_backend(path: Path, backend: str | None = None, mode: str = "boxes", ma
         raise SRGError(f"model {path} does not exist")
     backend = backend or backend_for(path)
     if backend == "torch":
-        from srg_deploy.checkpoint import load_model
         from srg_deploy.runtime.torch_backend import TorchBackend
+
+        from srg_deploy.checkpoint import load_model
 
         return TorchBackend(load_model(path), mode=mode, max_pairs=max_pairs)
     if backend == "onnxruntime":

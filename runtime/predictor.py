@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from srg_deploy.runtime.backend import Backend
 
 from srg_deploy import scene_graph
 from srg_deploy.errors import SRGError
 from srg_deploy.preprocess import preprocess, to_frame_pixels, to_model_pixels
-from srg_deploy.runtime.backend import Backend
 
 
 @dataclass
@@ -39,7 +39,9 @@ class Predictor:
                 raise SRGError("this model detects its own boxes (sgdet mode); drop --boxes or use a boxes-mode model")
             return Prepared({"image": image}, scale, size, None)
         if boxes is None:
-            raise SRGError("this model was exported in boxes mode and needs --boxes; export with --mode sgdet to detect")
+            raise SRGError(
+                "this model was exported in boxes mode and needs --boxes; export with --mode sgdet to detect"
+            )
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         pairs = scene_graph.select_pairs(np.ones(len(boxes)), self.max_pairs)
         inputs = {"image": image, "boxes": to_model_pixels(boxes, scale), "pairs": pairs}
@@ -52,7 +54,9 @@ class Predictor:
             pairs = prepared.inputs["pairs"]
         else:
             objects = scene_graph.Objects(
-                to_frame_pixels(outputs["boxes"], prepared.scale), outputs["scores"].astype(np.float64), outputs["labels"]
+                to_frame_pixels(outputs["boxes"], prepared.scale),
+                outputs["scores"].astype(np.float64),
+                outputs["labels"],
             )
             pairs = outputs["pairs"]
         return scene_graph.build_record(
@@ -67,7 +71,13 @@ class Predictor:
         )
 
     def predict(
-        self, frame_bgr: np.ndarray, boxes: np.ndarray | None = None, *, frame: int = 0, source: str = "", timestamp_ms: float = 0.0
+        self,
+        frame_bgr: np.ndarray,
+        boxes: np.ndarray | None = None,
+        *,
+        frame: int = 0,
+        source: str = "",
+        timestamp_ms: float = 0.0,
     ) -> tuple[dict, dict[str, np.ndarray]]:
         """(record, raw outputs) for one frame, with per-stage latency in the record."""
         t0 = time.perf_counter()
@@ -76,6 +86,8 @@ class Predictor:
         outputs = self.backend.run(prepared.inputs)
         t2 = time.perf_counter()
         latency = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
-        record = self.record(prepared, outputs, frame=frame, source=source, timestamp_ms=timestamp_ms, latency_ms=latency)
+        record = self.record(
+            prepared, outputs, frame=frame, source=source, timestamp_ms=timestamp_ms, latency_ms=latency
+        )
         record["latency_ms"]["postprocess"] = round((time.perf_counter() - t2) * 1e3, 3)
         return record, outputs

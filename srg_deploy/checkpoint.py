@@ -54,7 +54,11 @@ def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {_names(missing)}")
@@ -95,7 +99,9 @@ def torchvision_backbone_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise SRGError(f"cannot read backbone {path} as a weights-only PyTorch file: {str(e).splitlines()[0]}") from None
+        raise SRGError(
+            f"cannot read backbone {path} as a weights-only PyTorch file: {str(e).splitlines()[0]}"
+        ) from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -125,7 +131,9 @@ def merge_backbone(model: SRGNet, backbone: Mapping[str, torch.Tensor], source: 
         raise SRGError(f"backbone {source} lacks {_names(missing)}")
     for k in needed:
         if backbone[k].shape != own[k].shape:
-            raise SRGError(f"backbone {source}: {k} has shape {tuple(backbone[k].shape)}, expected {tuple(own[k].shape)}")
+            raise SRGError(
+                f"backbone {source}: {k} has shape {tuple(backbone[k].shape)}, expected {tuple(own[k].shape)}"
+            )
         merged[k] = backbone[k].to(own[k].dtype)
     model.load_state_dict(merged)
 
@@ -155,10 +163,13 @@ def calibrate_batchnorm(model: SRGNet, seed: int, size: int = 192) -> None:
     g = torch.Generator().manual_seed(seed)
     # Noise at several scales, roughly the 1/f spectrum of photographs: i.i.d. pixel noise alone calibrates the
     # stem for texture no camera produces, and smooth real frames then drive activations far out of range.
-    images = sum(
-        torch.nn.functional.interpolate(torch.randn(2, 3, n, n, generator=g), size=(size, size), mode="bilinear")
-        for n in (3, 12, 48, size)
-    ) / 2.0
+    images = (
+        sum(
+            torch.nn.functional.interpolate(torch.randn(2, 3, n, n, generator=g), size=(size, size), mode="bilinear")
+            for n in (3, 12, 48, size)
+        )
+        / 2.0
+    )
     corners = torch.rand(16, 2, generator=g) * size * 0.6
     extents = 16 + torch.rand(16, 2, generator=g) * size * 0.4
     rois = torch.cat([torch.arange(16)[:, None] % 2, corners, corners + extents], dim=1).float()

@@ -55,18 +55,26 @@ def main() -> None:
 )
 def init(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder to write (config.json + model.safetensors).")],
-    backbone: Annotated[Optional[Path], typer.Option(help="torchvision ResNet-101 state dict (.pth) for trunk and res5.")] = None,
+    backbone: Annotated[
+        Optional[Path], typer.Option(help="torchvision ResNet-101 state dict (.pth) for trunk and res5.")
+    ] = None,
     from_detectron2: Annotated[
         Optional[Path], typer.Option("--from-detectron2", help="detectron2 Faster R-CNN R101-C4 .pkl to import.")
     ] = None,
-    objects: Annotated[Optional[Path], typer.Option(help="Object vocabulary, one name per line (default VG150).")] = None,
-    predicates: Annotated[Optional[Path], typer.Option(help="Predicate vocabulary, one name per line (default VG50).")] = None,
+    objects: Annotated[
+        Optional[Path], typer.Option(help="Object vocabulary, one name per line (default VG150).")
+    ] = None,
+    predicates: Annotated[
+        Optional[Path], typer.Option(help="Predicate vocabulary, one name per line (default VG50).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for every randomly initialised weight.")] = 0,
 ) -> None:
     """Write a checkpoint folder: seeded random, or trunk from torchvision / detectron2 weights, heads seeded."""
-    from srg_deploy.init_checkpoint import init_checkpoint
+    from srg_deploy.commands.init import init_checkpoint
 
-    message = init_checkpoint(checkpoint, backbone=backbone, detectron2=from_detectron2, objects=objects, predicates=predicates, seed=seed)
+    message = init_checkpoint(
+        checkpoint, backbone=backbone, detectron2=from_detectron2, objects=objects, predicates=predicates, seed=seed
+    )
     console.print(message, highlight=False)
 
 
@@ -77,18 +85,51 @@ def init(
     "  srg-deploy infer model.engine --source 0 --realtime --json live.jsonl",
 )
 def infer(
-    model: Annotated[Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")],
+    model: Annotated[
+        Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")
+    ],
     source: Annotated[str, typer.Option(help="Image, directory, glob, video file, camera index or RTSP/HTTP URL.")],
-    boxes: Annotated[Optional[Path], typer.Option(help="boxes.json: a list of [x1,y1,x2,y2], or {file name: list}.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one JSON line per processed frame here.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="torch | onnxruntime | tensorrt (default: from the path).")] = None,
-    max_pairs: Annotated[Optional[int], typer.Option(min=1, help="Keep the K pairs with the highest score product.")] = None,
+    boxes: Annotated[
+        Optional[Path], typer.Option(help="boxes.json: a list of [x1,y1,x2,y2], or {file name: list}.")
+    ] = None,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", help="Write one JSON line per processed frame here.")
+    ] = None,
+    backend: Annotated[
+        Optional[str], typer.Option(help="torch | onnxruntime | tensorrt (default: from the path).")
+    ] = None,
+    max_pairs: Annotated[
+        Optional[int], typer.Option(min=1, help="Keep the K pairs with the highest score product.")
+    ] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Triplets per frame in the output.")] = 20,
 ) -> None:
     """Scene graphs for images (and, with the pipeline, videos and cameras)."""
-    from srg_deploy.infer import run_infer
+    from srg_deploy.commands.infer import run_infer
 
     run_infer(model, source=source, boxes=boxes, json_out=json_out, backend=backend, max_pairs=max_pairs, top_k=top_k)
+
+
+@app.command(
+    epilog="Examples:\n\n  srg-deploy export ckpt/ --output model.onnx\n\n"
+    "  srg-deploy export ckpt/ --output sgdet.onnx --mode sgdet --max-pairs 128\n\n"
+    "  srg-deploy export ckpt/ -o model.onnx --opset 18 --skip-check",
+)
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")],
+    mode: Annotated[str, typer.Option(help="boxes: image+boxes+pairs in; sgdet: image in, detector inside.")] = "boxes",
+    opset: Annotated[int, typer.Option(help="ONNX opset (17..20).")] = 17,
+    max_pairs: Annotated[
+        Optional[int], typer.Option(min=1, help="sgdet only: keep the K pairs with the highest score product.")
+    ] = None,
+    skip_check: Annotated[
+        bool, typer.Option("--skip-check", help="Skip the ONNX Runtime vs eager parity check.")
+    ] = False,
+) -> None:
+    """Export to ONNX with RoI pooling as the srg::roi_pool plugin node; check it; write it only if it passes."""
+    from srg_deploy.commands.export import run_export
+
+    run_export(checkpoint, output, mode=mode, opset=opset, max_pairs=max_pairs, skip_check=skip_check)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,12 @@ class DetectorHeads(nn.Module):
         self.rpn_objectness = nn.Conv2d(TRUNK_CHANNELS, a, kernel_size=1)
         self.rpn_deltas = nn.Conv2d(TRUNK_CHANNELS, 4 * a, kernel_size=1)
         self.box_deltas = nn.Linear(2048, 4 * len(config.objects))
-        for layer, std in ((self.rpn_conv, 0.01), (self.rpn_objectness, 0.01), (self.rpn_deltas, 0.01), (self.box_deltas, 0.001)):
+        for layer, std in (
+            (self.rpn_conv, 0.01),
+            (self.rpn_objectness, 0.01),
+            (self.rpn_deltas, 0.01),
+            (self.box_deltas, 0.001),
+        ):
             nn.init.normal_(layer.weight, std=std)
             nn.init.zeros_(layer.bias)
 
@@ -119,9 +124,9 @@ class SGDetNet(nn.Module):
         boxes = clip_to_image(self.box_coder.decode_single(deltas, proposals).reshape(-1, k, 4), image_hw)
         labels = torch.arange(1, k + 1, device=probs.device).expand_as(probs)
         boxes, scores, labels = boxes.reshape(-1, 4), probs.reshape(-1), labels.reshape(-1)
-        keep = torch.where(
-            (scores > det.score_threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        )[0]
+        keep = torch.where((scores > det.score_threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[
+            0
+        ]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = torchvision.ops.batched_nms(boxes, scores, labels, det.nms_threshold)[: det.max_detections]
         return boxes[keep], scores[keep], labels[keep]

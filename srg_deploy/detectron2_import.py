@@ -62,7 +62,9 @@ def _detectron2_name(key: str) -> str | None:
         base = _block_target(stage, block)
         if conv == "shortcut":
             return f"{base}.downsample.0.weight" if m[4] == "weight" else f"{base}.downsample.1.{_NORM.get(m[5], '?')}"
-        return f"{base}.conv{_CONV[conv]}.weight" if m[4] == "weight" else f"{base}.bn{_CONV[conv]}.{_NORM.get(m[5], '?')}"
+        return (
+            f"{base}.conv{_CONV[conv]}.weight" if m[4] == "weight" else f"{base}.bn{_CONV[conv]}.{_NORM.get(m[5], '?')}"
+        )
     if m := re.fullmatch(r"proposal_generator\.rpn_head\.(conv|objectness_logits|anchor_deltas)\.(weight|bias)", key):
         return f"detector.{_RPN[m[1]]}.{m[2]}"
     if m := re.fullmatch(r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)", key):
@@ -90,7 +92,9 @@ def _caffe2_name(key: str) -> str | None:
     if m := re.fullmatch(r"(conv_rpn|rpn_cls_logits|rpn_bbox_pred)_(w|b)", key):
         return f"detector.{_C2_RPN[m[1]]}.{'weight' if m[2] == 'w' else 'bias'}"
     if m := re.fullmatch(r"(cls_score|bbox_pred)_(w|b)", key):
-        return f"{'object_head' if m[1] == 'cls_score' else 'detector.box_deltas'}.{'weight' if m[2] == 'w' else 'bias'}"
+        return (
+            f"{'object_head' if m[1] == 'cls_score' else 'detector.box_deltas'}.{'weight' if m[2] == 'w' else 'bias'}"
+        )
     return None
 
 

@@ -23,7 +23,9 @@ FEATURE_DIM = 2048
 
 def build_resnet_c4(arch: Architecture) -> tuple[nn.Sequential, nn.Sequential]:
     """ResNet-101 split at res4b22: (trunk = conv1..layer3, res5 = layer4), torchvision module names kept."""
-    net = torchvision.models.resnet101(weights=None, replace_stride_with_dilation=[False, False, arch.res5_dilation == 2])
+    net = torchvision.models.resnet101(
+        weights=None, replace_stride_with_dilation=[False, False, arch.res5_dilation == 2]
+    )
     if arch.res5_dilation == 2:
         # detectron2 dilates every res5 block; torchvision leaves the first one at dilation 1.
         net.layer4[0].conv2.dilation, net.layer4[0].conv2.padding = (2, 2), (2, 2)
@@ -34,7 +36,9 @@ def build_resnet_c4(arch: Architecture) -> tuple[nn.Sequential, nn.Sequential]:
             block = layer[0]
             block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
     trunk = nn.Sequential(
-        OrderedDict((name, getattr(net, name)) for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"))
+        OrderedDict(
+            (name, getattr(net, name)) for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+        )
     )
     return trunk, net.layer4
 

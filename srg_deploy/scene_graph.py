@@ -79,7 +79,12 @@ def spatial_classes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarra
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     n = len(b)
     bi, bj = b[:, None, :], b[None, :, :]
-    inside = (bi[..., 0] >= bj[..., 0]) & (bi[..., 1] >= bj[..., 1]) & (bi[..., 2] <= bj[..., 2]) & (bi[..., 3] <= bj[..., 3])
+    inside = (
+        (bi[..., 0] >= bj[..., 0])
+        & (bi[..., 1] >= bj[..., 1])
+        & (bi[..., 2] <= bj[..., 2])
+        & (bi[..., 3] <= bj[..., 3])
+    )
     covers = inside.T
     iw = np.clip(np.minimum(bi[..., 2], bj[..., 2]) - np.maximum(bi[..., 0], bj[..., 0]), 0, None)
     ih = np.clip(np.minimum(bi[..., 3], bj[..., 3]) - np.maximum(bi[..., 1], bj[..., 1]), 0, None)
@@ -122,15 +127,30 @@ def build_record(
         "timestamp_ms": round(float(timestamp_ms), 3),
         "image_size": [int(image_size[0]), int(image_size[1])],
         "objects": [
-            {"id": i, "box": [round(float(v), 2) for v in box], "label": _name(object_names, int(label)), "score": round(float(s), 4)}
+            {
+                "id": i,
+                "box": [round(float(v), 2) for v in box],
+                "label": _name(object_names, int(label)),
+                "score": round(float(s), 4),
+            }
             for i, (box, s, label) in enumerate(zip(objects.boxes, objects.scores, objects.labels))
         ],
         "relations": [
-            {"subject": int(s), "object": int(o), "predicate": _name(predicate_names, int(p)), "score": round(float(sc), 6)}
+            {
+                "subject": int(s),
+                "object": int(o),
+                "predicate": _name(predicate_names, int(p)),
+                "score": round(float(sc), 6),
+            }
             for s, o, p, sc in triplets
         ],
         "spatial": [
-            {"subject": int(i), "object": int(j), "relation": SPATIAL_CLASSES[spatial[i, j]], "class": int(spatial[i, j])}
+            {
+                "subject": int(i),
+                "object": int(j),
+                "relation": SPATIAL_CLASSES[spatial[i, j]],
+                "class": int(spatial[i, j]),
+            }
             for i, j in zip(subj, obj)
         ],
         "latency_ms": {k: round(float(v), 3) for k, v in (latency_ms or {}).items()},

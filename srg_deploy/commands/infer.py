@@ -45,6 +45,8 @@ def run_infer(
     max_pairs: int | None,
     top_k: int,
 ) -> None:
+    if not Path(model).exists():
+        raise SRGError(f"model {model} does not exist")
     boxes_file = BoxesFile(boxes) if boxes else None
     paths = image_paths(source)
     if boxes_file:
@@ -57,7 +59,9 @@ def run_infer(
         try:
             for index, path in enumerate(paths):
                 frame = read_image(path)
-                record, _ = predictor.predict(frame, boxes_file.for_source(path.name) if boxes_file else None, frame=index, source=str(path))
+                record, _ = predictor.predict(
+                    frame, boxes_file.for_source(path.name) if boxes_file else None, frame=index, source=str(path)
+                )
                 if sink:
                     sink.write(record)
                 else:
@@ -73,7 +77,12 @@ def run_infer(
 
 def print_summary(record: dict) -> None:
     objects = record["objects"]
-    console.print(f"[bold]{record['source']}[/] {record['image_size'][0]}x{record['image_size'][1]}: {len(objects)} objects", highlight=False)
+    console.print(
+        f"[bold]{record['source']}[/] {record['image_size'][0]}x{record['image_size'][1]}: {len(objects)} objects",
+        highlight=False,
+    )
     for rel in record["relations"][:5]:
         s, o = objects[rel["subject"]]["label"], objects[rel["object"]]["label"]
-        console.print(f"  {s}#{rel['subject']} --{rel['predicate']}--> {o}#{rel['object']}  {rel['score']:.4f}", highlight=False)
+        console.print(
+            f"  {s}#{rel['subject']} --{rel['predicate']}--> {o}#{rel['object']}  {rel['score']:.4f}", highlight=False
+        )

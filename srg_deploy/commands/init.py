@@ -11,7 +11,9 @@ from srg_deploy.errors import SRGError
 from srg_deploy.vocab import read_vocab_file, vg50_predicates, vg150_objects
 
 # bottom-up-attention's Caffe VG detector as detectron2 runs it: BGR, Caffe means, no std, 14x14 RoIs, dilated res5.
-BOTTOM_UP_PREPROCESSING = Preprocessing(pixel_mean=(102.9801, 115.9465, 122.7717), pixel_std=(1.0, 1.0, 1.0), channel_order="BGR")
+BOTTOM_UP_PREPROCESSING = Preprocessing(
+    pixel_mean=(102.9801, 115.9465, 122.7717), pixel_std=(1.0, 1.0, 1.0), channel_order="BGR"
+)
 BOTTOM_UP_ARCHITECTURE = Architecture(roi_output_size=14, res5_dilation=2, stride_in_1x1=True, stem_pool="caffe")
 ANCHOR_SIZES_BY_COUNT = {15: (32.0, 64.0, 128.0, 256.0, 512.0), 12: (64.0, 128.0, 256.0, 512.0)}
 
@@ -46,7 +48,9 @@ def init_checkpoint(
     return f"wrote {path}: {what}; {len(object_names)} objects, {len(predicate_names)} predicates"
 
 
-def _from_detectron2(path: Path, source: Path, objects: Path | None, predicate_names: tuple[str, ...], seed: int) -> str:
+def _from_detectron2(
+    path: Path, source: Path, objects: Path | None, predicate_names: tuple[str, ...], seed: int
+) -> str:
     from srg_deploy.detectron2_import import convert, num_classes, read_detectron2_weights
 
     arrays, scheme = read_detectron2_weights(source)
@@ -76,13 +80,20 @@ def _from_detectron2(path: Path, source: Path, objects: Path | None, predicate_n
     defaults = {k for k in needed if k.endswith(("running_mean", "running_var")) and k not in mapped}
     missing = [k for k in needed if k not in mapped and k not in defaults]
     if missing:
-        raise SRGError(f"{source} lacks weights for {', '.join(missing[:8])}" + (f" (and {len(missing) - 8} more)" if len(missing) > 8 else ""))
+        raise SRGError(
+            f"{source} lacks weights for {', '.join(missing[:8])}"
+            + (f" (and {len(missing) - 8} more)" if len(missing) > 8 else "")
+        )
     for key, tensor in mapped.items():
         if tensor.shape != own[key].shape:
             raise SRGError(f"{source}: {key} has shape {tuple(tensor.shape)}, expected {tuple(own[key].shape)}")
     model.load_state_dict({**own, **mapped})
     save_checkpoint(model, path)
-    note = f"; ignored {len(ignored)} keys: {', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''}" if ignored else ""
+    note = (
+        f"; ignored {len(ignored)} keys: {', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''}"
+        if ignored
+        else ""
+    )
     return (
         f"wrote {path}: detector and trunk from {source} ({scheme} names, {n_objects} objects, {n_anchors} anchors); "
         f"relation head seeded random (seed {seed}), UNTRAINED{note}"

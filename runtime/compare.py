@@ -1,0 +1,72 @@
+"""Comparing two backends' outputs: the numbers every parity gate (export check, fp16 check, verify) reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    """How far `got` is from `ref` for one named output. `max_rel` is max|got-ref| / max|ref| (relative to the
+    output's scale, so values near zero do not blow it up); `cosine` treats the whole output as one vector."""
+
+    name: str
+    shape_ref: tuple[int, ...]
+    shape_got: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    cosine: float
+
+    @property
+    def same_shape(self) -> bool:
+        return self.shape_ref == self.shape_got
+
+
+def diff(name: str, ref: np.ndarray, got: np.ndarray) -> OutputDiff:
+    ref64, got64 = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    if ref64.shape != got64.shape:
+        return OutputDiff(name, ref64.shape, got64.shape, float("inf"), float("inf"), float("nan"))
+    if ref64.size == 0:
+        return OutputDiff(name, ref64.shape, got64.shape, 0.0, 0.0, 1.0)
+    if not np.isfinite(got64).all():
+        return OutputDiff(name, ref64.shape, got64.shape, float("inf"), float("inf"), float("nan"))
+    err = np.abs(got64 - ref64)
+    scale = np.abs(ref64).max()
+    max_abs = float(err.max())
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    return OutputDiff(name, ref64.shape, got64.shape, max_abs, float(max_rel), cosine(ref64, got64))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays as flat vectors; 1.0 when both are all zeros."""
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(a @ b / (na * nb))
+
+
+def row_cosine_min(ref: np.ndarray, got: np.ndarray) -> float:
+    """The smallest cosine over rows (one per region): a single bad region cannot hide in the average."""
+    if ref.shape != got.shape:
+        return float("nan")
+    if ref.shape[0] == 0:
+        return 1.0
+    return min(cosine(r, g) for r, g in zip(ref.reshape(len(ref), -1), got.reshape(len(got), -1)))
+
+
+def top1_agreement(ref_logits: np.ndarray, got_logits: np.ndarray) -> float:
+    """Fraction of rows (last axis = classes) whose argmax agrees; 1.0 for no rows."""
+    if ref_logits.shape != got_logits.shape:
+        return 0.0
+    if ref_logits.size == 0:
+        return 1.0
+    return float((ref_logits.argmax(-1) == got_logits.argmax(-1)).mean())
+
+
+def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, OutputDiff]:
+    return {name: diff(name, ref[name], got[name]) for name in ref}
