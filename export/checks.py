@@ -9,9 +9,9 @@ from functools import cache
 from importlib import resources
 
 import onnx
-from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME
 
 from srg_deploy.errors import SRGError
+from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME
 
 
 def check_onnx(proto: onnx.ModelProto) -> None:

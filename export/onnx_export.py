@@ -19,12 +19,12 @@ from pathlib import Path
 import onnx
 import torch
 from onnx import helper
-from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION, node_attributes
 
 from srg_deploy.checkpoint import load_model
 from srg_deploy.detector import SGDET_OUTPUT_NAMES, SGDetNet
 from srg_deploy.errors import SRGError
 from srg_deploy.model import OUTPUT_NAMES, SRGNet
+from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION, node_attributes
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 17, 20, 17
 METADATA_PREFIX = "srg_deploy."
@@ -150,19 +150,26 @@ def replace_max_roi_pool(proto: onnx.ModelProto) -> int:
 
 
 def roi_pool_function(opset: int) -> onnx.FunctionProto:
-    """`srg.roi_pool(X, rois) = MaxRoiPool(X, rois)` with the node's attributes passed by reference."""
-    body = helper.make_node("MaxRoiPool", ["X", "rois"], ["Y"])
+    """`srg.roi_pool(X, rois)`: `MaxRoiPool` on X cast to fp32, cast back like X, attributes passed by reference.
+
+    Max pooling only selects values, so pooling fp16 features in fp32 and casting back is bit-identical to pooling
+    in fp16; the casts let one fp16 artifact run in ONNX Runtime, whose MaxRoiPool is fp32-only."""
+    pool = helper.make_node("MaxRoiPool", ["X32", "rois"], ["Y32"])
     for name in ("pooled_shape", "spatial_scale"):
         ref = onnx.AttributeProto()
         ref.name, ref.ref_attr_name = name, name
         ref.type = onnx.AttributeProto.INTS if name == "pooled_shape" else onnx.AttributeProto.FLOAT
-        body.attribute.append(ref)
+        pool.attribute.append(ref)
     return helper.make_function(
         PLUGIN_DOMAIN,
         PLUGIN_NAME,
         inputs=["X", "rois"],
         outputs=["Y"],
-        nodes=[body],
+        nodes=[
+            helper.make_node("Cast", ["X"], ["X32"], to=onnx.TensorProto.FLOAT),
+            pool,
+            helper.make_node("CastLike", ["Y32", "X"], ["Y"]),
+        ],
         opset_imports=[helper.make_opsetid("", opset)],
         attributes=list(node_attributes([1, 1], 1.0)),
         doc_string="Fast R-CNN RoI max pooling (torchvision.ops.roi_pool semantics); TensorRT runs the srg::roi_pool plugin.",

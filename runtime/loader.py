@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from srg_deploy.runtime.backend import Backend
-
 from srg_deploy.errors import SRGError
+from srg_deploy.runtime.backend import Backend
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -30,9 +29,8 @@ def open_backend(path: Path, backend: str | None = None, mode: str = "boxes", ma
         raise SRGError(f"model {path} does not exist")
     backend = backend or backend_for(path)
     if backend == "torch":
-        from srg_deploy.runtime.torch_backend import TorchBackend
-
         from srg_deploy.checkpoint import load_model
+        from srg_deploy.runtime.torch_backend import TorchBackend
 
         return TorchBackend(load_model(path), mode=mode, max_pairs=max_pairs)
     if backend == "onnxruntime":

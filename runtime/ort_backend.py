@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from srg_deploy.runtime.backend import Backend
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.errors import SRGError
+from srg_deploy.runtime.backend import Backend
 
 
 def read_onnx(path: Path) -> onnx.ModelProto:
@@ -41,6 +41,7 @@ class OrtBackend(Backend):
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
+
         from srg_deploy.export.onnx_export import metadata
 
         proto = read_onnx(path)

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from srg_deploy.runtime.backend import Backend
 
 from srg_deploy import scene_graph
 from srg_deploy.errors import SRGError
 from srg_deploy.preprocess import preprocess, to_frame_pixels, to_model_pixels
+from srg_deploy.runtime.backend import Backend
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from srg_deploy.runtime.backend import Backend
 
 from srg_deploy.detector import SGDetNet
 from srg_deploy.model import SRGNet
+from srg_deploy.runtime.backend import Backend
 
 
 class TorchBackend(Backend):

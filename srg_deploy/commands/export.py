@@ -77,7 +77,8 @@ def print_parity(result: ParityResult, title: str) -> None:
         console.print(
             f"    {d.name:<16} shape {list(d.shape_got)!s:<16} max abs {d.max_abs:.2e}  max rel {d.max_rel:.2e}  cosine {d.cosine:.7f}"
         )
+    detections = "" if result.detection_recall is None else f"; detections matched {result.detection_recall:.1%}"
     console.print(
         f"    top-1 agreement: objects {result.object_agreement:.1%}, relations {result.relation_agreement:.1%};"
-        f" min feature cosine {result.feature_cosine_min:.7f}"
+        f" features cosine {result.feature_cosine:.7f} (worst region {result.feature_cosine_min:.7f}){detections}"
     )
