@@ -46,10 +46,11 @@ def roi_pool(
     roi_pool_kernel[grid(rois.shape[0], c, ph, pw)](
         features.contiguous(),
         rois.contiguous(),
-        out,
+        rois.shape[0],
         c,
         h,
         w,
+        out,
         SPATIAL_SCALE=float(spatial_scale),
         PH=ph,
         PW=pw,

@@ -5,7 +5,8 @@ For each RoI (batch index, x1, y1, x2, y2) and output bin (ph, pw), as torchvisi
     roi_w = max(end_w - start_w + 1, 1); bin_w = roi_w / pooled_w      (fp32, IEEE division)
     wstart = clamp(floor(pw * bin_w) + start_w, 0, W); wend = clamp(ceil((pw + 1) * bin_w) + start_w, 0, W)
     out = max over the bin, or 0 if the bin is empty
-The same source serves three callers: the torch entry point (`roi_pool`), the CPU interpreter (TRITON_INTERPRET=1)
+Arguments are ordered inputs, scalars, outputs: TensorRT's AOT launch passes them in that order. The same source
+serves three callers: the torch entry point (`roi_pool`), the CPU interpreter (TRITON_INTERPRET=1)
 and the TensorRT plugin, which compiles it ahead of time (`spatial_scale` and the pooled size are constexprs there
 because TensorRT's AOT launch cannot pass float scalars).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-FLT_MAX = 3.4028234663852886e38
+FLT_MAX = tl.constexpr(3.4028234663852886e38)  # -FLT_MAX starts the max, as in torchvision
 
 
 @triton.jit
@@ -31,10 +32,11 @@ def _round_half_away(v):
 def roi_pool_kernel(
     features,  # [B, C, H, W] fp32 or fp16, contiguous
     rois,  # [R, 5] fp32: batch index, x1, y1, x2, y2
-    out,  # [R, C, PH, PW], dtype of features
+    R,
     C,
     H,
     W,
+    out,  # [R, C, PH, PW], dtype of features
     SPATIAL_SCALE: tl.constexpr,
     PH: tl.constexpr,
     PW: tl.constexpr,
@@ -42,6 +44,8 @@ def roi_pool_kernel(
     BLOCK_W: tl.constexpr,
 ):
     r = tl.program_id(0)
+    if r >= R:  # TensorRT launches at least one row of programs even for zero RoIs
+        return
     c0 = tl.program_id(1) * BLOCK_C
     ph = tl.program_id(2) // PW
     pw = tl.program_id(2) % PW

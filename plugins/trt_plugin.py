@@ -1,0 +1,86 @@
+"""The TensorRT plugin `srg::roi_pool`, written with TensorRT's Python plugin API (`tensorrt.plugin`).
+
+Importing this module registers the plugin (TensorRT >= 10.9 for `aot_impl`; JIT `impl` also works on earlier
+10.x). TensorRT's ONNX parser maps our exported `roi_pool` nodes (domain `srg`, `plugin_namespace="srg"`) to it and
+loads the node attributes named in `register` below; spec.ATTRIBUTES lists the same names in the same order, and a
+test reads both. Engines built with the AOT implementation carry the compiled Triton kernel and run without Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import tensorrt as trt
+import tensorrt.plugin as trtp
+
+from srg_deploy.plugins.aot import compile_roi_pool
+from srg_deploy.plugins.roi_pool_kernel import BLOCK_C, BLOCK_W, NUM_WARPS, grid, roi_pool_kernel
+from srg_deploy.plugins.spec import PLUGIN_ID
+
+_DTYPES = {trt.DataType.FLOAT: "fp32", trt.DataType.HALF: "fp16"}
+
+
+@trtp.register(PLUGIN_ID)
+def roi_pool_desc(
+    features: trtp.TensorDesc, rois: trtp.TensorDesc, pooled_shape: npt.NDArray[np.int64], spatial_scale: float
+) -> trtp.TensorDesc:
+    """[B,C,H,W] features and [R,5] rois -> [R,C,PH,PW] in the features' type."""
+    ph, pw = (int(v) for v in pooled_shape)
+    return trtp.from_shape_expr((rois.shape_expr[0], features.shape_expr[1], ph, pw), dtype=features.dtype)
+
+
+@trtp.autotune(PLUGIN_ID)
+def roi_pool_autotune(features: trtp.TensorDesc, rois: trtp.TensorDesc, outputs) -> list[trtp.AutoTuneCombination]:
+    """fp32 or fp16 features (the output follows them); rois always fp32; linear layouts."""
+    return [trtp.AutoTuneCombination("FP32|FP16, FP32, FP32|FP16", "LINEAR")]
+
+
+@trtp.aot_impl(PLUGIN_ID)
+def roi_pool_aot_impl(
+    features: trtp.TensorDesc,
+    rois: trtp.TensorDesc,
+    pooled_shape: npt.NDArray[np.int64],
+    spatial_scale: float,
+    outputs: tuple[trtp.TensorDesc],
+    tactic: int,
+):
+    """PTX of the Triton kernel for this engine's GPU, with pooled size and scale baked in (TensorRT's AOT
+    launch passes only tensors and int32 scalars: R, C, H, W, between the inputs and the output)."""
+    ph, pw = (int(v) for v in pooled_shape)
+    compiled = compile_roi_pool(_DTYPES[features.dtype], (ph, pw), spatial_scale)
+    num_rois, channels = rois.shape_expr[0], features.shape_expr[1]
+    launch = trtp.KernelLaunchParams()
+    launch.grid_x = trtp.max(num_rois, 1)  # a zero-size grid is a launch error; the kernel returns for r >= R
+    launch.grid_y = trtp.cdiv(channels, BLOCK_C)
+    launch.grid_z = ph * pw
+    launch.block_x = compiled.metadata.num_warps * 32
+    launch.shared_mem = compiled.metadata.shared
+    extra_args = trtp.SymIntExprs(4)
+    for k, expr in enumerate((num_rois, channels, features.shape_expr[2], features.shape_expr[3])):
+        extra_args[k] = trtp.SymInt32(expr)
+    return compiled.metadata.name, compiled.asm["ptx"], launch, extra_args
+
+
+@trtp.impl(PLUGIN_ID)
+def roi_pool_impl(
+    features: trtp.Tensor,
+    rois: trtp.Tensor,
+    pooled_shape: npt.NDArray[np.int64],
+    spatial_scale: float,
+    outputs: tuple[trtp.Tensor],
+    stream: int,
+) -> None:
+    """JIT path (needs Python and PyTorch at run time): the same kernel launched through Triton's runtime."""
+    import torch
+
+    ph, pw = (int(v) for v in pooled_shape)
+    x = torch.as_tensor(features, device="cuda")
+    r = torch.as_tensor(rois, device="cuda")
+    out = torch.as_tensor(outputs[0], device="cuda")
+    if r.shape[0] == 0:
+        return
+    with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        roi_pool_kernel[grid(r.shape[0], x.shape[1], ph, pw)](
+            x, r, r.shape[0], x.shape[1], x.shape[2], x.shape[3], out,
+            SPATIAL_SCALE=float(spatial_scale), PH=ph, PW=pw, BLOCK_C=BLOCK_C, BLOCK_W=BLOCK_W, num_warps=NUM_WARPS,
+        )  # fmt: skip
