@@ -1,12 +1,20 @@
 """The TensorRT plugin `srg::roi_pool`, written with TensorRT's Python plugin API (`tensorrt.plugin`).
 
-Importing this module registers the plugin (TensorRT >= 10.9 for `aot_impl`; JIT `impl` also works on earlier
-10.x). TensorRT's ONNX parser maps our exported `roi_pool` nodes (domain `srg`, `plugin_namespace="srg"`) to it and
-loads the node attributes named in `register` below; spec.ATTRIBUTES lists the same names in the same order, and a
-test reads both. Engines built with the AOT implementation carry the compiled Triton kernel and run without Python.
+Importing this module registers the plugin. TensorRT's ONNX parser maps our exported `roi_pool` nodes (domain
+`srg`, `plugin_namespace="srg"`) to it and loads, in registration order, the node attributes named in `register`
+below; spec.ATTRIBUTES lists the same names in the same order, and a test reads both.
+
+- Attribute types follow what the parser produces: ONNX INTS -> int32 array, FLOAT -> float32. `spatial_scale` is
+  declared as a one-element float32 array because TensorRT 10.x decodes scalar attributes with
+  `float(np.array([x]))`, which numpy 2 refuses; arrays are decoded with `astype` on every version.
+- `aot_impl` (TensorRT >= 10.9) is called with *every* attribute positionally, so it declares them all, in order.
+  Engines built with it carry the kernel's PTX and run without Python. `impl` (JIT) serves older 10.x; when both
+  exist the engine builder asks for AOT with NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: tensorrt.plugin validates these functions' annotations as real
+# types (typing.Tuple/List/Union, as in NVIDIA's samples), and postponed annotations would turn them into strings.
+from typing import List, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +30,10 @@ _DTYPES = {trt.DataType.FLOAT: "fp32", trt.DataType.HALF: "fp16"}
 
 @trtp.register(PLUGIN_ID)
 def roi_pool_desc(
-    features: trtp.TensorDesc, rois: trtp.TensorDesc, pooled_shape: npt.NDArray[np.int64], spatial_scale: float
+    features: trtp.TensorDesc,
+    rois: trtp.TensorDesc,
+    pooled_shape: npt.NDArray[np.int32],
+    spatial_scale: npt.NDArray[np.float32],
 ) -> trtp.TensorDesc:
     """[B,C,H,W] features and [R,5] rois -> [R,C,PH,PW] in the features' type."""
     ph, pw = (int(v) for v in pooled_shape)
@@ -30,24 +41,25 @@ def roi_pool_desc(
 
 
 @trtp.autotune(PLUGIN_ID)
-def roi_pool_autotune(features: trtp.TensorDesc, rois: trtp.TensorDesc, outputs) -> list[trtp.AutoTuneCombination]:
+def roi_pool_autotune(
+    features: trtp.TensorDesc, rois: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
+) -> List[trtp.AutoTuneCombination]:
     """fp32 or fp16 features (the output follows them); rois always fp32; linear layouts."""
     return [trtp.AutoTuneCombination("FP32|FP16, FP32, FP32|FP16", "LINEAR")]
 
 
-@trtp.aot_impl(PLUGIN_ID)
 def roi_pool_aot_impl(
     features: trtp.TensorDesc,
     rois: trtp.TensorDesc,
-    pooled_shape: npt.NDArray[np.int64],
-    spatial_scale: float,
-    outputs: tuple[trtp.TensorDesc],
+    pooled_shape: npt.NDArray[np.int32],
+    spatial_scale: npt.NDArray[np.float32],
+    outputs: Tuple[trtp.TensorDesc],
     tactic: int,
-):
+) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
     """PTX of the Triton kernel for this engine's GPU, with pooled size and scale baked in (TensorRT's AOT
     launch passes only tensors and int32 scalars: R, C, H, W, between the inputs and the output)."""
     ph, pw = (int(v) for v in pooled_shape)
-    compiled = compile_roi_pool(_DTYPES[features.dtype], (ph, pw), spatial_scale)
+    compiled = compile_roi_pool(_DTYPES[features.dtype], (ph, pw), float(spatial_scale[0]))
     num_rois, channels = rois.shape_expr[0], features.shape_expr[1]
     launch = trtp.KernelLaunchParams()
     launch.grid_x = trtp.max(num_rois, 1)  # a zero-size grid is a launch error; the kernel returns for r >= R
@@ -61,13 +73,17 @@ def roi_pool_aot_impl(
     return compiled.metadata.name, compiled.asm["ptx"], launch, extra_args
 
 
+if hasattr(trtp, "aot_impl"):  # TensorRT >= 10.9
+    trtp.aot_impl(PLUGIN_ID)(roi_pool_aot_impl)
+
+
 @trtp.impl(PLUGIN_ID)
 def roi_pool_impl(
     features: trtp.Tensor,
     rois: trtp.Tensor,
-    pooled_shape: npt.NDArray[np.int64],
-    spatial_scale: float,
-    outputs: tuple[trtp.Tensor],
+    pooled_shape: npt.NDArray[np.int32],
+    spatial_scale: npt.NDArray[np.float32],
+    outputs: Tuple[trtp.Tensor],
     stream: int,
 ) -> None:
     """JIT path (needs Python and PyTorch at run time): the same kernel launched through Triton's runtime."""
@@ -82,5 +98,5 @@ def roi_pool_impl(
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
         roi_pool_kernel[grid(r.shape[0], x.shape[1], ph, pw)](
             x, r, r.shape[0], x.shape[1], x.shape[2], x.shape[3], out,
-            SPATIAL_SCALE=float(spatial_scale), PH=ph, PW=pw, BLOCK_C=BLOCK_C, BLOCK_W=BLOCK_W, num_warps=NUM_WARPS,
+            SPATIAL_SCALE=float(spatial_scale[0]), PH=ph, PW=pw, BLOCK_C=BLOCK_C, BLOCK_W=BLOCK_W, num_warps=NUM_WARPS,
         )  # fmt: skip

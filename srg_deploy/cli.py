@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 
+from srg_deploy.console import err as console
 from srg_deploy.errors import SRGError
 
 app = typer.Typer(
@@ -23,7 +24,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     add_completion=False,
 )
-console = Console(stderr=True)
 _state = {"debug": False}
 
 
@@ -42,10 +42,10 @@ def main() -> None:
     except SRGError as e:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(1)
     except KeyboardInterrupt:
-        console.print("interrupted", highlight=False)
+        console.print("interrupted")
         sys.exit(130)
 
 
@@ -75,7 +75,7 @@ def init(
     message = init_checkpoint(
         checkpoint, backbone=backbone, detectron2=from_detectron2, objects=objects, predicates=predicates, seed=seed
     )
-    console.print(message, highlight=False)
+    console.print(escape(message))
 
 
 @app.command(
@@ -130,6 +130,56 @@ def export(
     from srg_deploy.commands.export import run_export
 
     run_export(checkpoint, output, mode=mode, opset=opset, max_pairs=max_pairs, skip_check=skip_check)
+
+
+@app.command(
+    "build-engine",
+    epilog="Examples:\n\n  srg-deploy build-engine model.onnx --output model.engine\n\n"
+    "  srg-deploy build-engine model.onnx -o model-fp16.engine --fp16 --onnx-out model-fp16.onnx\n\n"
+    "  srg-deploy build-engine model.onnx -o model.engine --max-boxes 36 --max-pairs 630 --opt-size 600x800"
+    " --timing-cache trt.cache",
+)
+def build_engine(
+    model: Annotated[Path, typer.Argument(help="ONNX file from `srg-deploy export`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Engine file to write (plus OUTPUT.json).")],
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Convert to mixed precision, check it, build strongly typed.")
+    ] = False,
+    onnx_out: Annotated[Optional[Path], typer.Option(help="Keep the fp16 ONNX here (with --fp16).")] = None,
+    max_boxes: Annotated[int, typer.Option(min=1, help="Most boxes per frame (boxes mode profile).")] = 64,
+    max_pairs: Annotated[int, typer.Option(min=1, help="Most pairs per frame (boxes mode profile).")] = 2016,
+    min_size: Annotated[str, typer.Option(help="Smallest image, HxW.")] = "64x64",
+    opt_size: Annotated[str, typer.Option(help="Image size to tune for, HxW.")] = "600x800",
+    max_size: Annotated[str, typer.Option(help="Largest image, HxW.")] = "1000x1000",
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache to load and update.")] = None,
+    opt_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="TensorRT builder optimization level.")] = None,
+    min_cosine: Annotated[float, typer.Option(help="fp16 gate: features cosine vs fp32.")] = 0.999,
+    min_agreement: Annotated[float, typer.Option(help="fp16 gate: relation top-1 agreement vs fp32.")] = 0.95,
+) -> None:
+    """Build a TensorRT engine (10.9+/11.x) with the srg::roi_pool plugin; --fp16 converts and checks first."""
+    from srg_deploy.commands.build_engine import parse_hw, run_build_engine
+    from srg_deploy.export.engine import Profile
+
+    profile = Profile(
+        min_hw=parse_hw(min_size, "--min-size"),
+        opt_hw=parse_hw(opt_size, "--opt-size"),
+        max_hw=parse_hw(max_size, "--max-size"),
+        opt_boxes=min(36, max_boxes),
+        max_boxes=max_boxes,
+        opt_pairs=min(630, max_pairs),
+        max_pairs=max_pairs,
+    )
+    run_build_engine(
+        model,
+        output,
+        fp16=fp16,
+        onnx_out=onnx_out,
+        profile=profile,
+        timing_cache=timing_cache,
+        opt_level=opt_level,
+        min_cosine=min_cosine,
+        min_agreement=min_agreement,
+    )
 
 
 if __name__ == "__main__":

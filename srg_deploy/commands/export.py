@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
-
 from srg_deploy.atomic import atomic_path
 from srg_deploy.checkpoint import load_model
+from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 from srg_deploy.export.checks import check_onnx, op_coverage, trt_op_list
 from srg_deploy.export.onnx_export import DEFAULT_OPSET, onnx_from_model
 from srg_deploy.runtime.parity import Gates, ParityResult, check_parity, sample_frame
 
-console = Console()
 OK, FAIL = "[green][✓][/]", "[red][x][/]"
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from rich.console import Console
-
+from srg_deploy.console import err as console
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile, read_image
 from srg_deploy.runtime.loader import open_backend
@@ -14,7 +13,6 @@ from srg_deploy.runtime.predictor import Predictor
 from srg_deploy.runtime.sinks import JsonlSink
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-console = Console(stderr=True)
 
 
 def image_paths(source: str) -> list[Path]:
@@ -53,7 +51,7 @@ def run_infer(
         for p in paths:
             boxes_file.for_source(p.name)  # fail before any work if an image has no boxes
     with open_backend(model, backend, mode="boxes" if boxes_file else "sgdet", max_pairs=max_pairs) as runner:
-        console.print(f"backend: {runner.describe()}", highlight=False)
+        console.print(f"backend: {runner.describe()}")
         predictor = Predictor(runner, max_pairs=max_pairs, top_k=top_k)
         sink = JsonlSink(json_out) if json_out else None
         try:
@@ -72,7 +70,7 @@ def run_infer(
             raise
         if sink:
             sink.close()
-            console.print(f"wrote {sink.lines} records to {json_out}", highlight=False)
+            console.print(f"wrote {sink.lines} records to {json_out}")
 
 
 def print_summary(record: dict) -> None:

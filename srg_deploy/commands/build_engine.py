@@ -1,0 +1,109 @@
+"""`srg-deploy build-engine`: (fp16 conversion and its parity check, then) a TensorRT engine and its sidecar.
+
+Everything that does not need TensorRT runs first, so a machine without it still converts, checks and writes
+`--onnx-out`, then stops with one line saying how to install TensorRT.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+
+from srg_deploy.atomic import atomic_path, write_text
+from srg_deploy.console import out as console
+from srg_deploy.errors import SRGError
+from srg_deploy.export.checks import check_onnx, op_coverage
+from srg_deploy.export.engine import SIDECAR_SUFFIX, Profile, engine_from_onnx, import_tensorrt, sha256, sidecar
+from srg_deploy.export.fp16 import fp16_from_onnx
+from srg_deploy.export.onnx_export import metadata
+from srg_deploy.runtime.ort_backend import read_onnx
+from srg_deploy.runtime.parity import Gates, ParityResult, check_parity, sample_frame
+
+
+def parse_hw(value: str, flag: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise SRGError(f"{flag} must look like HEIGHTxWIDTH (e.g. 600x800); got {value!r}") from None
+    if h < 1 or w < 1:
+        raise SRGError(f"{flag} must be positive; got {value!r}")
+    return h, w
+
+
+def run_build_engine(
+    onnx_path: Path,
+    output: Path,
+    *,
+    fp16: bool,
+    onnx_out: Path | None,
+    profile: Profile,
+    timing_cache: Path | None,
+    opt_level: int | None,
+    min_cosine: float,
+    min_agreement: float,
+) -> None:
+    source_bytes = Path(onnx_path).read_bytes() if Path(onnx_path).is_file() else None
+    proto = read_onnx(onnx_path)
+    meta = metadata(proto)
+    if "mode" not in meta:
+        raise SRGError(
+            f"{onnx_path} was not exported by srg-deploy (no srg_deploy.* metadata); run `srg-deploy export`"
+        )
+    mode, precision = meta["mode"], meta.get("precision", "fp32")
+    if fp16:
+        if precision == "fp16":
+            raise SRGError(f"{onnx_path} is already fp16; pass the fp32 export with --fp16, or drop --fp16")
+        with console.status("converting to mixed precision (fp16 compute, fp32 coordinates)"):
+            converted = fp16_from_onnx(proto)
+        check_onnx(converted)
+        result = fp16_parity(proto, converted, Gates(max_rel=None, min_cosine=min_cosine, min_agreement=min_agreement))
+        if not result:
+            raise SRGError("the fp16 model fails the parity check against fp32: " + "; ".join(result.failures))
+        if onnx_out:
+            with atomic_path(onnx_out, suffix=".onnx") as tmp:
+                tmp.write_bytes(converted.SerializeToString())
+            console.print(f"wrote {onnx_out}")
+        proto, precision = converted, "fp16"
+    elif onnx_out:
+        raise SRGError("--onnx-out keeps the fp16 conversion; it needs --fp16")
+    coverage = op_coverage(proto)
+    if not coverage:
+        raise SRGError(
+            "the graph uses ops TensorRT's ONNX parser does not support: " + ", ".join(sorted(coverage.unsupported))
+        )
+    import_tensorrt()  # the one line users without TensorRT see, after everything that could run did
+    with console.status(f"building the TensorRT engine ({precision}, {mode} mode)"):
+        engine = engine_from_onnx(proto, mode, profile, timing_cache=timing_cache, opt_level=opt_level)
+    flags = {"fp16": fp16, "opt_level": opt_level, "timing_cache": str(timing_cache) if timing_cache else None}
+    info = sidecar(proto, sha256(source_bytes or proto.SerializeToString()), mode, precision, profile, flags)
+    with atomic_path(output, suffix=".engine") as tmp:
+        tmp.write_bytes(engine)
+        write_text(Path(str(output) + SIDECAR_SUFFIX), json.dumps(info, indent=2) + "\n")
+    console.print(f"wrote {output} ({len(engine) / 2**20:.1f} MiB) and {output.name}{SIDECAR_SUFFIX}")
+
+
+def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> ParityResult:
+    """ONNX Runtime runs both files on the sample frame (its CPU provider computes fp16 nodes through inserted
+    casts, fp16 values between nodes), and the fp16 result is judged against fp32 by cosine and agreement."""
+    import tempfile
+
+    from srg_deploy.commands.export import print_parity
+    from srg_deploy.runtime.ort_backend import OrtBackend
+    from srg_deploy.runtime.predictor import Predictor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / "fp32.onnx", Path(tmp) / "fp16.onnx"]
+        for path, proto in zip(paths, (fp32, fp16)):
+            path.write_bytes(proto.SerializeToString())
+        reference, deployed = OrtBackend(paths[0]), OrtBackend(paths[1])
+        frame, boxes = sample_frame()
+        prepared = Predictor(reference).prepare(frame, boxes if reference.mode == "boxes" else None)
+        with console.status("checking fp16 against fp32 in ONNX Runtime"):
+            result = check_parity(reference, deployed, prepared.inputs, gates)
+    print_parity(
+        result,
+        f"fp16 vs fp32 (onnxruntime {deployed.device}): cosine >= {gates.min_cosine}, agreement >= {gates.min_agreement:.0%}",
+    )
+    return result
