@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -46,6 +47,39 @@ def model():
 def checkpoint(tmp_path_factory, model) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "ckpt"
     save_checkpoint(model, path)
+    return path
+
+
+def small_config(**detector) -> SRGConfig:
+    """Default architecture and vocabularies, frames resized to 160..256 px so CPU tests stay fast."""
+    config = SRGConfig()
+    return dataclasses.replace(
+        config,
+        preprocessing=dataclasses.replace(config.preprocessing, min_size=160, max_size=256),
+        detector=dataclasses.replace(config.detector, **detector),
+    )
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    m = random_model(small_config(), seed=11)
+    randomize_batchnorm(m, 11)
+    return m.eval()
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory, small_model) -> Path:
+    path = tmp_path_factory.mktemp("small") / "ckpt"
+    save_checkpoint(small_model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_onnx(tmp_path_factory, small_model) -> Path:
+    from srg_deploy.export.onnx_export import onnx_from_model
+
+    path = tmp_path_factory.mktemp("small_onnx") / "model.onnx"
+    path.write_bytes(onnx_from_model(small_model, "boxes").SerializeToString())
     return path
 
 
