@@ -1,0 +1,197 @@
+"""build-engine: the fp16 path everywhere, the TensorRT build and runtime where TensorRT exists."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import assert_clean_error, run_cli
+from onnx import TensorProto
+
+from srg_deploy.export.fp16 import coordinate_nodes, fp16_from_onnx
+from srg_deploy.export.onnx_export import metadata
+from srg_deploy.plugins.spec import PLUGIN_NAME
+from srg_deploy.runtime.compare import compare_outputs, top1_agreement
+from srg_deploy.runtime.ort_backend import OrtBackend
+from srg_deploy.runtime.parity import Gates, check_parity, sample_frame
+from srg_deploy.runtime.predictor import Predictor
+from srg_deploy.runtime.torch_backend import TorchBackend
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+trt_only = pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT not installed")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no NVIDIA GPU")
+
+
+def elem_types(proto: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    return types | {v.name: v.type.tensor_type.elem_type for v in list(proto.graph.input) + list(proto.graph.output)}
+
+
+@pytest.fixture(scope="module")
+def fp16_proto(small_onnx):
+    return fp16_from_onnx(onnx.load(str(small_onnx)))
+
+
+def test_fp16_keeps_coordinates_and_outputs_fp32(small_onnx, fp16_proto):
+    fp32 = onnx.load(str(small_onnx))
+    onnx.checker.check_model(fp16_proto, full_check=True)
+    types = elem_types(fp16_proto)
+    plugin = next(n for n in fp16_proto.graph.node if n.op_type == PLUGIN_NAME)
+    assert types[plugin.input[0]] == TensorProto.FLOAT16  # features in fp16
+    assert types[plugin.input[1]] == TensorProto.FLOAT  # rois in fp32
+    for name in coordinate_nodes(fp32.graph):  # union boxes and roi assembly never round through fp16
+        node = next(n for n in fp16_proto.graph.node if n.name == name)
+        assert all(types.get(o) != TensorProto.FLOAT16 for o in node.output), name
+    assert [types[o.name] for o in fp16_proto.graph.output] == [TensorProto.FLOAT] * 3
+    convs = [n for n in fp16_proto.graph.node if n.op_type == "Conv"]
+    assert convs and all(types[c.output[0]] == TensorProto.FLOAT16 for c in convs)
+    assert metadata(fp16_proto)["precision"] == "fp16"
+
+
+def test_fp16_parity_in_onnxruntime(small_onnx, fp16_proto, tmp_path):
+    path = tmp_path / "fp16.onnx"
+    path.write_bytes(fp16_proto.SerializeToString())
+    reference, deployed = OrtBackend(small_onnx), OrtBackend(path)
+    assert deployed.precision == "fp16"
+    frame, boxes = sample_frame()
+    result = check_parity(
+        reference, deployed, Predictor(reference).prepare(frame, boxes).inputs, Gates.for_precision("fp16")
+    )
+    assert result, result.failures
+    assert result.feature_cosine >= 0.999 and result.relation_agreement >= 0.95
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: the missing-TensorRT path cannot be reached")
+def test_build_engine_fp16_without_tensorrt(small_onnx, tmp_path):
+    engine, fp16 = tmp_path / "model.engine", tmp_path / "model-fp16.onnx"
+    result = run_cli("build-engine", small_onnx, "--output", engine, "--fp16", "--onnx-out", fp16)
+    assert_clean_error(result, "TensorRT is required", 'pip install "srg-deploy[trt]"')
+    assert "[✓] fp16 vs fp32" in result.stdout
+    assert fp16.is_file() and metadata(onnx.load(str(fp16)))["precision"] == "fp16"
+    assert not engine.exists() and not list(tmp_path.glob("*.engine*"))
+    reference, deployed = OrtBackend(small_onnx), OrtBackend(fp16)
+    frame, boxes = sample_frame(seed=3)
+    assert check_parity(
+        reference, deployed, Predictor(reference).prepare(frame, boxes).inputs, Gates.for_precision("fp16")
+    )
+
+
+def test_build_engine_argument_errors(small_onnx, tmp_path):
+    engine = tmp_path / "m.engine"
+    assert_clean_error(
+        run_cli("build-engine", small_onnx, "-o", engine, "--onnx-out", tmp_path / "x.onnx"), "needs --fp16"
+    )
+    assert_clean_error(run_cli("build-engine", small_onnx, "-o", engine, "--opt-size", "600by800"), "HEIGHTxWIDTH")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    assert_clean_error(run_cli("build-engine", tmp_path / "junk.onnx", "-o", engine), "not a readable ONNX model")
+    assert not engine.exists()
+
+
+# ---- TensorRT: these run unchanged on a machine with TensorRT >= 10.9, cuda-python and an NVIDIA GPU ----
+
+
+@pytest.fixture(scope="module")
+def engines(small_onnx, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("engines")
+    built = {}
+    for precision in ("fp32", "fp16"):
+        path = folder / f"model-{precision}.engine"
+        args = [
+            "build-engine",
+            small_onnx,
+            "-o",
+            path,
+            "--max-boxes",
+            "16",
+            "--max-pairs",
+            "120",
+            "--max-size",
+            "256x256",
+        ]
+        result = run_cli(*args, *(["--fp16"] if precision == "fp16" else []))
+        assert result.returncode == 0, result.stderr
+        built[precision] = path
+    return built
+
+
+@pytest.mark.trt
+@trt_only
+@needs_gpu
+def test_engine_sidecar(engines):
+    import tensorrt as trt
+
+    meta = json.loads(engines["fp16"].with_name(engines["fp16"].name + ".json").read_text())
+    assert meta["precision"] == "fp16" and meta["mode"] == "boxes" and meta["tensorrt_version"] == trt.__version__
+    assert meta["plugin"]["id"] == "srg::roi_pool" and len(meta["config"]["predicates"]) == 50
+    assert meta["gpu"]["name"] == torch.cuda.get_device_name() and len(meta["source_onnx_sha256"]) == 64
+    assert [i["name"] for i in meta["io"]["inputs"]] == ["image", "boxes", "pairs"]
+
+
+@pytest.mark.trt
+@trt_only
+@needs_gpu
+@pytest.mark.parametrize("n_boxes", [0, 1, 6])
+def test_engine_parity_with_eager(engines, small_model, n_boxes):
+    from srg_deploy.runtime.trt_backend import TrtBackend
+
+    rng = np.random.default_rng(n_boxes)
+    boxes = np.array(
+        [
+            [8, 12, 120, 90],
+            [60, 40, 150, 110],
+            [-20, -10, 30, 25],
+            [70, 50, 70, 50],
+            [100, 80, 40, 30],
+            [0, 0, 159, 119],
+        ],
+        np.float32,
+    )[:n_boxes]
+    inputs = {
+        "image": rng.standard_normal((1, 3, 120, 161)).astype(np.float32),
+        "boxes": boxes,
+        "pairs": np.stack(np.triu_indices(n_boxes, 1), 1).astype(np.int64),
+    }
+    ref = TorchBackend(small_model).run(inputs)
+    with TrtBackend(engines["fp32"]) as fp32, TrtBackend(engines["fp16"]) as fp16:
+        got32, got16 = fp32.run(inputs), fp16.run(inputs)
+    for d in compare_outputs(ref, got32).values():
+        assert d.same_shape and d.max_rel <= 1e-3, d
+    diffs = compare_outputs(ref, got16)
+    assert all(d.same_shape for d in diffs.values())
+    if n_boxes:
+        assert diffs["features"].cosine >= 0.999
+        assert top1_agreement(ref["relation_logits"], got16["relation_logits"]) >= 0.95
+
+
+@pytest.mark.trt
+@trt_only
+@needs_gpu
+def test_engine_errors(engines, tmp_path, write_image, write_json):
+    corrupt = tmp_path / "corrupt.engine"
+    corrupt.write_bytes(engines["fp32"].read_bytes()[:1000])
+    meta = json.loads(engines["fp32"].with_name(engines["fp32"].name + ".json").read_text())
+    corrupt.with_name("corrupt.engine.json").write_text(json.dumps(meta))
+    other = tmp_path / "other.engine"
+    other.write_bytes(engines["fp32"].read_bytes())
+    other.with_name("other.engine.json").write_text(json.dumps({**meta, "tensorrt_version": "9.0.0"}))
+    image, boxes = write_image(), write_json("b.json", [[1, 2, 30, 40]])
+    assert_clean_error(run_cli("infer", corrupt, "--source", image, "--boxes", boxes), "cannot deserialize")
+    assert_clean_error(run_cli("infer", other, "--source", image, "--boxes", boxes), "TensorRT 9.0.0")
+    (tmp_path / "lonely.engine").write_bytes(b"x")
+    assert_clean_error(run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes), "no sidecar")
+
+
+def test_engine_errors_before_tensorrt_is_needed(tmp_path, write_image, write_json):
+    """A missing sidecar is reported before TensorRT is touched; without TensorRT, one line says how to get it."""
+    image, boxes = write_image(), write_json("b.json", [[1, 2, 30, 40]])
+    (tmp_path / "lonely.engine").write_bytes(b"x")
+    assert_clean_error(run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes), "no sidecar")
+    if not HAS_TENSORRT:
+        (tmp_path / "lonely.engine.json").write_text(json.dumps({"format": "srg-deploy-engine/1"}))
+        result = run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes)
+        assert_clean_error(result, "TensorRT is required", "srg-deploy[trt]")
