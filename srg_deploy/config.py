@@ -78,7 +78,7 @@ class Detector:
     anchor_sizes: tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
     anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     anchor_offset: float = 0.0
-    pre_nms_top_n: int = 6000
+    pre_nms_top_n: int = 3000  # detectron2 uses 6000; TensorRT's TopK needs K < 3840
     post_nms_top_n: int = 1000
     rpn_nms_threshold: float = 0.7
     rpn_box_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
