@@ -36,18 +36,27 @@ def randomize_batchnorm(model: torch.nn.Module, seed: int) -> None:
             m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
+def seeded_model(config: SRGConfig, seed: int):
+    """A seeded random model with non-trivial BatchNorm statistics, in eval mode."""
+    m = random_model(config, seed)
+    randomize_batchnorm(m, seed)
+    return m.eval()
+
+
+def saved(tmp_path_factory, model, name: str) -> Path:
+    path = tmp_path_factory.mktemp(name) / "ckpt"
+    save_checkpoint(model, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model():
-    m = random_model(SRGConfig(), seed=7)
-    randomize_batchnorm(m, 7)
-    return m.eval()
+    return seeded_model(SRGConfig(), 7)
 
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory, model) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "ckpt"
-    save_checkpoint(model, path)
-    return path
+    return saved(tmp_path_factory, model, "ckpt")
 
 
 def small_config(**detector) -> SRGConfig:
@@ -62,16 +71,12 @@ def small_config(**detector) -> SRGConfig:
 
 @pytest.fixture(scope="session")
 def small_model():
-    m = random_model(small_config(), seed=11)
-    randomize_batchnorm(m, 11)
-    return m.eval()
+    return seeded_model(small_config(), 11)
 
 
 @pytest.fixture(scope="session")
 def small_checkpoint(tmp_path_factory, small_model) -> Path:
-    path = tmp_path_factory.mktemp("small") / "ckpt"
-    save_checkpoint(small_model, path)
-    return path
+    return saved(tmp_path_factory, small_model, "small")
 
 
 @pytest.fixture(scope="session")
