@@ -77,7 +77,11 @@ class SRGNet(nn.Module):
         """Boxes mode on an already computed res4b22 map (the detector path reuses it)."""
         n = boxes.shape[0]
         pooled = self.pool5(feature_map, torch.cat([boxes, union_boxes(boxes, pairs)], dim=0))
-        features, union_features = pooled[:n], pooled[n:]
+        return self.heads(pooled[:n], pooled[n:], pairs)
+
+    def heads(self, features: Tensor, union_features: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Object and relation heads on pool5 vectors of the N regions and the P unions (a method of its own so
+        `bench` can time it apart from the trunk and pool5)."""
         subject = torch.relu(self.subject_embed(features))
         obj = torch.relu(self.object_embed(features))
         union = torch.relu(self.union_embed(union_features))
