@@ -190,5 +190,30 @@ def verify(
     )
 
 
+@app.command(
+    epilog="Examples:\n\n  srg-deploy bench model.onnx\n\n"
+    "  srg-deploy bench ckpt/ --image-size 600x1000 --boxes 36 --pairs 128 --iters 5 --json bench.json",
+)
+def bench(
+    model: Annotated[
+        Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")
+    ],
+    image_size: Annotated[
+        str, typer.Option(help="Model input size HxW; the synthetic frame is made at this size (no resize).")
+    ] = "480x640",
+    boxes: Annotated[int, typer.Option(min=0, help="Regions per frame (seeded random boxes).")] = 36,
+    pairs: Annotated[
+        Optional[int], typer.Option(min=0, help="Unordered pairs, the first P row-major (default: all).")
+    ] = None,
+    iters: Annotated[int, typer.Option(min=1, help="Measured runs.")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report here as JSON.")] = None,
+) -> None:
+    """Per-stage latency, FLOPs, achieved GFLOP/s and the share of the machine's measured peak."""
+    from srg_deploy.commands.bench import run_bench
+
+    run_bench(model, image_size=image_size, boxes=boxes, pairs=pairs, iters=iters, warmup=warmup, json_out=json_out)
+
+
 if __name__ == "__main__":
     main()
