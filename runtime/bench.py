@@ -290,20 +290,35 @@ class BenchReport:
         }
 
 
+def exact_size_predictor(backend: Backend, workload: Workload) -> Predictor:
+    """A predictor whose preprocessing keeps the workload's frame at its size: the sizes a benchmark names are
+    model input sizes. Pairs: the workload's first P."""
+    predictor = Predictor(backend, max_pairs=workload.pairs, top_k=20)
+    short, long = sorted((workload.height, workload.width))
+    pp = dataclasses.replace(backend.config.preprocessing, min_size=short, max_size=long)
+    predictor.config = dataclasses.replace(backend.config, preprocessing=pp)
+    return predictor
+
+
+def time_calls(call, iters: int, warmup: int) -> list[float]:
+    """Milliseconds of each of `iters` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def bench(backend: Backend, model_path: Path, workload: Workload, iters: int, warmup: int) -> BenchReport:
     """Time `backend` on `workload`: `iters` measured runs after `warmup`, end to end and split into stages."""
     if backend.mode != "boxes":
         raise SRGError(f"bench times boxes-mode models; {model_path} is an {backend.mode} graph (export --mode boxes)")
     if iters < 1 or warmup < 0:
         raise SRGError(f"--iters must be >= 1 and --warmup >= 0; got {iters} and {warmup}")
-    predictor = Predictor(backend, max_pairs=workload.pairs, top_k=20)
-    pp = backend.config.preprocessing
-    predictor.config = dataclasses.replace(
-        backend.config,
-        preprocessing=dataclasses.replace(
-            pp, min_size=min(workload.height, workload.width), max_size=max(workload.height, workload.width)
-        ),
-    )
+    predictor = exact_size_predictor(backend, workload)
     frame, boxes = workload.frame()
     times: dict[str, list[float]] = {s: [] for s in ("preprocess", "model", "postprocess", "end_to_end")}
     for it in range(warmup + iters):
