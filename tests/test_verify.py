@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import torch
 from conftest import assert_clean_error, make_frame, run_cli
 from srg_deploy.runtime.compare import diff, triplet_hits
 from srg_deploy.runtime.parity import Gates
@@ -268,3 +269,28 @@ def test_read_frames_errors(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     with pytest.raises(SRGError, match="cannot read any frame"):
         read_frames(tmp_path / "broken.mp4", 4)
+
+
+def test_verify_sgdet_detection_count_mismatch(small_model, frames_dir, tmp_path):
+    """An sgdet graph whose object head was changed detects objects the checkpoint does not: a clear failure."""
+    from srg_deploy.export.onnx_export import onnx_from_model
+
+    config = small_model.config
+    reference = copy.deepcopy(small_model)
+    reference.config = dataclasses.replace(
+        config, detector=dataclasses.replace(config.detector, post_nms_top_n=50, max_detections=5)
+    )
+    deployed = copy.deepcopy(reference)
+    with torch.no_grad():
+        reference.object_head.bias[1:] -= 20.0  # every region background: nothing detected
+        deployed.object_head.bias[1:] -= 20.0
+        deployed.object_head.bias[1:4] += torch.tensor([26.0, 25.5, 25.0])  # three classes win everywhere
+    save_checkpoint(reference, tmp_path / "ckpt")
+    onnx.save(onnx_from_model(deployed, "sgdet"), str(tmp_path / "sgdet.onnx"))
+    report_path = tmp_path / "report.json"
+    result = verify_cli(
+        tmp_path / "sgdet.onnx", tmp_path / "ckpt", frames_dir, "--frames", "1", "--report", report_path
+    )
+    assert_clean_error(result, "deployed model detected 5 objects, eager 0")
+    report = json.loads(report_path.read_text())
+    assert report["mode"] == "sgdet" and report["per_frame"][0]["detections"] == [5, 0]
