@@ -28,6 +28,7 @@ class Backend(ABC):
     """A loaded model. `mode` is "boxes" (image, boxes, pairs in) or "sgdet" (image in, detector inside)."""
 
     name: ClassVar[str]
+    max_pairs: int | None = None  # the pair budget an sgdet graph was built with; a reference must use the same
 
     def __init__(self, config: SRGConfig, mode: str, device: str) -> None:
         if mode not in INPUTS:

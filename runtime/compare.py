@@ -18,6 +18,7 @@ class OutputDiff:
     max_abs: float
     max_rel: float
     cosine: float
+    scale: float = 0.0  # max|ref|: what a relative tolerance is relative to
 
     @property
     def same_shape(self) -> bool:
@@ -36,7 +37,7 @@ def diff(name: str, ref: np.ndarray, got: np.ndarray) -> OutputDiff:
     scale = np.abs(ref64).max()
     max_abs = float(err.max())
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return OutputDiff(name, ref64.shape, got64.shape, max_abs, float(max_rel), cosine(ref64, got64))
+    return OutputDiff(name, ref64.shape, got64.shape, max_abs, float(max_rel), cosine(ref64, got64), float(scale))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,13 +60,29 @@ def row_cosine_min(ref: np.ndarray, got: np.ndarray) -> float:
     return min(cosine(r, g) for r, g in zip(ref.reshape(len(ref), -1), got.reshape(len(got), -1)))
 
 
+def top1_counts(ref_logits: np.ndarray, got_logits: np.ndarray) -> tuple[int, int]:
+    """(rows whose argmax agrees, rows), last axis = classes; counts pool over frames, a mismatch agrees nowhere."""
+    rows = int(np.prod(ref_logits.shape[:-1]))
+    if ref_logits.shape != got_logits.shape:
+        return 0, rows
+    return int((ref_logits.argmax(-1) == got_logits.argmax(-1)).sum()), rows
+
+
 def top1_agreement(ref_logits: np.ndarray, got_logits: np.ndarray) -> float:
-    """Fraction of rows (last axis = classes) whose argmax agrees; 1.0 for no rows."""
+    """Fraction of rows (last axis = classes) whose argmax agrees; 1.0 for no rows, 0.0 for a shape mismatch."""
     if ref_logits.shape != got_logits.shape:
         return 0.0
-    if ref_logits.size == 0:
-        return 1.0
-    return float((ref_logits.argmax(-1) == got_logits.argmax(-1)).mean())
+    agree, rows = top1_counts(ref_logits, got_logits)
+    return agree / rows if rows else 1.0
+
+
+def triplet_hits(ref_triplets: np.ndarray, got_triplets: np.ndarray, k: int) -> tuple[int, int]:
+    """(hits, total): how many of the reference's top-k (subject, object, predicate) triplets are among the
+    deployed top-k, out of how many the reference has (fewer than k when the frame has fewer ordered pairs).
+    Rows are `scene_graph.score_triplets` output, best first; recall@k = hits / total, pooled over frames."""
+    ref = {tuple(int(v) for v in row[:3]) for row in ref_triplets[:k]}
+    got = {tuple(int(v) for v in row[:3]) for row in got_triplets[:k]}
+    return len(ref & got), len(ref)
 
 
 def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, OutputDiff]:

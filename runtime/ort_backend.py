@@ -60,6 +60,7 @@ class OrtBackend(Backend):
         device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         super().__init__(SRGConfig.from_dict(json.loads(meta["config"])), meta["mode"], device)
         self._precision = meta.get("precision", "fp32")
+        self.max_pairs = int(meta["max_pairs"]) if meta.get("max_pairs") else None
         self.path = Path(path)
 
     @property

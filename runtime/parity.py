@@ -13,15 +13,35 @@ from srg_deploy.runtime.compare import OutputDiff, compare_outputs, row_cosine_m
 
 @dataclass(frozen=True)
 class Gates:
-    """Pass/fail thresholds. fp32: every output within `max_rel`; fp16: pool5 cosine and top-1 agreement."""
+    """Pass/fail thresholds. fp32: every output within `max_rel`; fp16: pool5 cosine and top-1 agreement.
+
+    `max_rel` is relative to the output's scale (max|ref|). With `atol` set, an output passes when
+    max|got - ref| <= atol + max_rel x max|ref| (numpy's allclose with a scale-relative rtol)."""
 
     max_rel: float | None = 1e-4
     min_cosine: float | None = None
     min_agreement: float = 1.0
+    atol: float | None = None
 
     @classmethod
     def for_precision(cls, precision: str) -> Gates:
         return cls() if precision == "fp32" else cls(max_rel=None, min_cosine=0.999, min_agreement=0.95)
+
+    def output_failure(self, d: OutputDiff) -> str | None:
+        """Why output `d` fails the error gate, or None."""
+        if not d.same_shape:
+            return f"{d.name}: shape {d.shape_got} != reference {d.shape_ref}"
+        if self.atol is None:
+            if self.max_rel is not None and not d.max_rel <= self.max_rel:
+                return f"{d.name}: max relative error {d.max_rel:.2e} > {self.max_rel:.0e}"
+            return None
+        tolerance = self.atol + (self.max_rel or 0.0) * d.scale
+        if not d.max_abs <= tolerance:
+            return (
+                f"{d.name}: max abs error {d.max_abs:.2e} > atol {self.atol:g} + rtol {self.max_rel or 0.0:g}"
+                f" x max|ref| {d.scale:.3g} = {tolerance:.2e}"
+            )
+        return None
 
 
 @dataclass
@@ -59,11 +79,7 @@ def check_parity(reference: Backend, deployed: Backend, inputs: dict[str, np.nda
         gates=gates,
         detection_recall=recall,
     )
-    for d in diffs.values():
-        if not d.same_shape:
-            result.failures.append(f"{d.name}: shape {d.shape_got} != reference {d.shape_ref}")
-        elif gates.max_rel is not None and not d.max_rel <= gates.max_rel:
-            result.failures.append(f"{d.name}: max relative error {d.max_rel:.2e} > {gates.max_rel:.0e}")
+    result.failures.extend(f for f in map(gates.output_failure, diffs.values()) if f)
     if gates.min_cosine is not None and not result.feature_cosine >= gates.min_cosine:
         result.failures.append(f"features: cosine {result.feature_cosine:.6f} < {gates.min_cosine}")
     if recall is not None and not recall >= gates.min_agreement:

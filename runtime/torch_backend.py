@@ -15,6 +15,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model: SRGNet, mode: str = "boxes", device: str = "cpu", max_pairs: int | None = None) -> None:
         super().__init__(model.config, mode, device)
+        self.max_pairs = max_pairs
         self.model = model.eval().to(device)
         self.net = SGDetNet(self.model, max_pairs=max_pairs).eval().to(device) if mode == "sgdet" else self.model
 

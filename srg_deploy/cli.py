@@ -102,11 +102,26 @@ def infer(
         Optional[int], typer.Option(min=1, help="Keep the K pairs with the highest score product.")
     ] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Triplets per frame in the output.")] = 20,
+    check_every: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Shadow verification: re-run every Nth frame through --reference; drift in the JSON."),
+    ] = None,
+    reference: Annotated[Optional[Path], typer.Option(help="Eager checkpoint folder for --check-every.")] = None,
 ) -> None:
     """Scene graphs for images (and, with the pipeline, videos and cameras)."""
     from srg_deploy.commands.infer import run_infer
 
-    run_infer(model, source=source, boxes=boxes, json_out=json_out, backend=backend, max_pairs=max_pairs, top_k=top_k)
+    run_infer(
+        model,
+        source=source,
+        boxes=boxes,
+        json_out=json_out,
+        backend=backend,
+        max_pairs=max_pairs,
+        top_k=top_k,
+        check_every=check_every,
+        reference=reference,
+    )
 
 
 @app.command(
@@ -180,6 +195,74 @@ def build_engine(
         min_cosine=min_cosine,
         min_agreement=min_agreement,
     )
+
+
+@app.command(
+    epilog="Examples:\n\n  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json\n\n"
+    "  srg-deploy verify model.engine --reference ckpt/ --source video.mp4 --frames 16 --report report.json\n\n"
+    "  srg-deploy verify model_fp16.onnx --reference ckpt/ --source images/ --boxes boxes.json --min-cosine 0.9995",
+)
+def verify(
+    model: Annotated[Path, typer.Argument(help="Deployed model: .onnx (ONNX Runtime) or .engine (TensorRT).")],
+    reference: Annotated[Path, typer.Option(help="The eager checkpoint folder the model was exported from.")],
+    source: Annotated[str, typer.Option(help="Image, directory of images, or video file.")],
+    boxes: Annotated[
+        Optional[Path], typer.Option(help="boxes.json for boxes-mode models: a list, or {file name: list}.")
+    ] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Verify at most this many frames (the first ones).")] = 8,
+    report: Annotated[Optional[Path], typer.Option(help="Write the full report here as JSON.")] = None,
+    atol: Annotated[Optional[float], typer.Option(help="Absolute error allowed (default: fp32 0, fp16 off).")] = None,
+    rtol: Annotated[
+        Optional[float], typer.Option(help="Error allowed relative to max|ref| (default: fp32 1e-4, fp16 off).")
+    ] = None,
+    min_cosine: Annotated[
+        Optional[float], typer.Option(help="Least cosine per output and per region (default: fp32 off, fp16 0.999).")
+    ] = None,
+    min_agreement: Annotated[
+        Optional[float],
+        typer.Option(help="Least top-1 and triplet recall agreement (default: fp32 1.0, fp16 0.95)."),
+    ] = None,
+) -> None:
+    """Check a deployed model against the eager checkpoint: errors, agreement, triplet recall, latency."""
+    from srg_deploy.commands.verify import run_verify
+
+    run_verify(
+        model,
+        reference=reference,
+        source=source,
+        boxes=boxes,
+        frames=frames,
+        report_path=report,
+        atol=atol,
+        rtol=rtol,
+        min_cosine=min_cosine,
+        min_agreement=min_agreement,
+    )
+
+
+@app.command(
+    epilog="Examples:\n\n  srg-deploy bench model.onnx\n\n"
+    "  srg-deploy bench ckpt/ --image-size 600x1000 --boxes 36 --pairs 128 --iters 5 --json bench.json",
+)
+def bench(
+    model: Annotated[
+        Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")
+    ],
+    image_size: Annotated[
+        str, typer.Option(help="Model input size HxW; the synthetic frame is made at this size (no resize).")
+    ] = "480x640",
+    boxes: Annotated[int, typer.Option(min=0, help="Regions per frame (seeded random boxes).")] = 36,
+    pairs: Annotated[
+        Optional[int], typer.Option(min=0, help="Unordered pairs, the first P row-major (default: all).")
+    ] = None,
+    iters: Annotated[int, typer.Option(min=1, help="Measured runs.")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report here as JSON.")] = None,
+) -> None:
+    """Per-stage latency, FLOPs, achieved GFLOP/s and the share of the machine's measured peak."""
+    from srg_deploy.commands.bench import run_bench
+
+    run_bench(model, image_size=image_size, boxes=boxes, pairs=pairs, iters=iters, warmup=warmup, json_out=json_out)
 
 
 if __name__ == "__main__":

@@ -75,9 +75,18 @@ class SRGNet(nn.Module):
 
     def relate(self, feature_map: Tensor, boxes: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Boxes mode on an already computed res4b22 map (the detector path reuses it)."""
+        features, union_features = self.pool_regions(feature_map, boxes, pairs)
+        return self.heads(features, union_features, pairs)
+
+    def pool_regions(self, feature_map: Tensor, boxes: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
+        """pool5 vectors of the N boxes and of the P pair unions, in one RoI pooling and one res5 pass."""
         n = boxes.shape[0]
         pooled = self.pool5(feature_map, torch.cat([boxes, union_boxes(boxes, pairs)], dim=0))
-        features, union_features = pooled[:n], pooled[n:]
+        return pooled[:n], pooled[n:]
+
+    def heads(self, features: Tensor, union_features: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Object and relation heads on the pool5 vectors of the N regions and the P unions. `relate` is
+        `pool_regions` then `heads`, split so that `bench` can time each stage of the eager model."""
         subject = torch.relu(self.subject_embed(features))
         obj = torch.relu(self.object_embed(features))
         union = torch.relu(self.union_embed(union_features))

@@ -8,9 +8,11 @@ from pathlib import Path
 from srg_deploy.console import err as console
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile, read_image
+from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.loader import open_backend
 from srg_deploy.runtime.predictor import Predictor
 from srg_deploy.runtime.sinks import JsonlSink
+from srg_deploy.runtime.verify import ShadowChecker, same_model_config
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -42,9 +44,13 @@ def run_infer(
     backend: str | None,
     max_pairs: int | None,
     top_k: int,
+    check_every: int | None = None,
+    reference: Path | None = None,
 ) -> None:
     if not Path(model).exists():
         raise SRGError(f"model {model} does not exist")
+    if (check_every is None) != (reference is None):
+        raise SRGError("--check-every and --reference go together: the reference is what every Nth frame is re-run on")
     boxes_file = BoxesFile(boxes) if boxes else None
     paths = image_paths(source)
     if boxes_file:
@@ -53,13 +59,15 @@ def run_infer(
     with open_backend(model, backend, mode="boxes" if boxes_file else "sgdet", max_pairs=max_pairs) as runner:
         console.print(f"backend: {runner.describe()}")
         predictor = Predictor(runner, max_pairs=max_pairs, top_k=top_k)
+        shadow = shadow_checker(runner, reference, check_every, max_pairs) if reference else None
         sink = JsonlSink(json_out) if json_out else None
         try:
             for index, path in enumerate(paths):
                 frame = read_image(path)
-                record, _ = predictor.predict(
-                    frame, boxes_file.for_source(path.name) if boxes_file else None, frame=index, source=str(path)
-                )
+                frame_boxes = boxes_file.for_source(path.name) if boxes_file else None
+                record, outputs = predictor.predict(frame, frame_boxes, frame=index, source=str(path))
+                if shadow and shadow.due(index):  # preprocessing is deterministic: the same inputs again
+                    record["drift"] = shadow.maybe_check(index, predictor.prepare(frame, frame_boxes), outputs)
                 if sink:
                     sink.write(record)
                 else:
@@ -71,6 +79,34 @@ def run_infer(
         if sink:
             sink.close()
             console.print(f"wrote {sink.lines} records to {json_out}")
+    if shadow:
+        shadow.close()
+        report_drift(shadow.summary())
+
+
+def shadow_checker(runner: Backend, reference: Path, every: int, max_pairs: int | None) -> ShadowChecker:
+    """The eager reference for `--check-every`, judged by the deployed model's precision gates."""
+    from srg_deploy.runtime.parity import Gates
+
+    eager = open_backend(reference, "torch", mode=runner.mode, max_pairs=runner.max_pairs or max_pairs)
+    same_model_config(runner.config, eager.config)
+    return ShadowChecker(eager, every, Gates.for_precision(runner.precision))
+
+
+def report_drift(summary: dict) -> None:
+    """One line when every checked frame is within the gates; otherwise the run fails (records stay written)."""
+    worst = max(summary["worst_max_rel"].items(), key=lambda kv: kv[1] or 0.0, default=("-", 0.0))
+    line = (
+        f"shadow check: {summary['checked']} frames re-run through eager (every {summary['every']});"
+        f" worst max rel {worst[1] or 0.0:.2e} ({worst[0]}), relation agreement"
+        f" {summary['agreement'].get('relations', 1.0):.1%}"
+    )
+    console.print(line, highlight=False)
+    if summary["failed"]:
+        raise SRGError(
+            f"shadow check: {summary['failed']} of {summary['checked']} checked frames drift beyond the gates"
+            f" (first: {summary['first_failure']})"
+        )
 
 
 def print_summary(record: dict) -> None:

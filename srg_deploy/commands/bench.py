@@ -1,0 +1,68 @@
+"""`srg-deploy bench`: per-stage latency of a model on a synthetic workload, FLOPs per stage, achieved GFLOP/s
+and the fraction of the machine's measured peak; a table on screen, the same as JSON with --json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from srg_deploy.atomic import write_text
+from srg_deploy.console import out as console
+from srg_deploy.errors import SRGError
+from srg_deploy.runtime.bench import BenchReport, Workload, bench, parse_size
+from srg_deploy.runtime.loader import open_backend
+
+
+def run_bench(
+    model: Path,
+    *,
+    image_size: str,
+    boxes: int,
+    pairs: int | None,
+    iters: int,
+    warmup: int,
+    json_out: Path | None,
+) -> None:
+    if not Path(model).exists():
+        raise SRGError(f"model {model} does not exist")
+    workload = Workload(*parse_size(image_size), boxes, pairs)
+    status = console.status(f"timing {model} on {workload.describe()}: {warmup} + {iters} runs")
+    with open_backend(model, mode="boxes") as backend, status:
+        report = bench(backend, model, workload, iters, warmup)
+    print_report(report)
+    if json_out:
+        write_text(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def print_report(report: BenchReport) -> None:
+    table = Table(
+        title=f"{report.backend}: {report.workload.describe()}; median and p95 of {report.iters} runs after"
+        f" {report.warmup} warm-up",
+        title_justify="left",
+    )
+    for column in ("stage", "median ms", "p95 ms", "GMAC", "GFLOP/s", "of peak"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage, s in report.stages().items():
+        table.add_row(
+            stage,
+            f"{s['median_ms']:.1f}",
+            f"{s['p95_ms']:.1f}",
+            "" if s["gmac"] is None else f"{s['gmac']:.2f}",
+            "" if s["gflop_per_s"] is None else f"{s['gflop_per_s']:.1f}",
+            "" if s["peak_fraction"] is None else f"{s['peak_fraction']:.0%}",
+        )
+    console.print(table)
+    m = report.machine
+    console.print(
+        f"peak: {report.peak_gflops:.1f} GFLOP/s (fp32 2048^3 matrix product, torch, {m['torch_threads']} threads) on"
+        f" {m['cpu']}, {m['cores']} cores, load average {m['load_average'][0]}",
+        highlight=False,
+    )
+    console.print(
+        f"FLOPs: 2 x conv and linear multiply-accumulates at the model's shapes ({report.macs.per_roi / 1e9:.3f} GMAC"
+        f" per RoI in pool5); stages: {report.method}",
+        highlight=False,
+    )
