@@ -17,7 +17,7 @@ import numpy as np
 from _common import benchmark_model, footer, header, inputs_for, median, scratch, table
 
 from srg_deploy.runtime.backend import Backend
-from srg_deploy.runtime.bench import Workload, bench, count_macs, time_calls
+from srg_deploy.runtime.bench import Workload, bench, count_macs, time_interleaved
 from srg_deploy.runtime.loader import open_backend
 from srg_deploy.runtime.ort_backend import OrtBackend
 from srg_deploy.runtime.torch_backend import TorchBackend
@@ -36,9 +36,13 @@ def label(w: Workload) -> str:
     return f"{w.height}x{w.width}, N={w.boxes}, P={w.num_pairs}"
 
 
-def model_ms(backend: Backend, w: Workload, iters: int, warmup: int) -> float:
-    inputs = inputs_for(backend, w)
-    return median(time_calls(lambda: backend.run(inputs), iters, warmup))
+def model_ms(backends: list[tuple[str, Backend]], w: Workload, iters: int, warmup: int) -> list[float]:
+    """Median model-call ms of each backend on `w`, the backends taking turns."""
+    calls = {}
+    for name, backend in backends:
+        inputs = inputs_for(backend, w)
+        calls[name] = lambda backend=backend, inputs=inputs: backend.run(inputs)
+    return [median(t) for t in time_interleaved(calls, iters, warmup).values()]
 
 
 def main() -> None:
@@ -68,7 +72,7 @@ def main() -> None:
 
         rows = []
         for w in STANDARD:
-            ms = [model_ms(b, w, it, wu) for _, b in backends]
+            ms = model_ms(backends, w, it, wu)
             macs = count_macs(model.config, w)
             rows.append(
                 [label(w), w.boxes + w.num_pairs, f"{macs.total / 1e9:.0f}"]
@@ -115,11 +119,11 @@ def main() -> None:
             + "; the eager model stages are SRGNet's submodules timed one by one.\n"
         )
 
-        ort = backends[1][1]
+        ort = backends[1:2]
         out += f"\n### How cost grows (ONNX Runtime, 480x640, model call, median of {it})\n\n"
         rows, rois, times = [], [], []
         for w in BY_BOXES + BY_PAIRS:
-            t = model_ms(ort, w, it, wu)
+            (t,) = model_ms(ort, w, it, wu)
             rois.append(w.boxes + w.num_pairs)
             times.append(t)
             rows.append([w.boxes, w.num_pairs, rois[-1], f"{count_macs(model.config, w).total / 1e9:.0f}", f"{t:.0f}"])

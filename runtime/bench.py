@@ -16,6 +16,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,15 +302,16 @@ def exact_size_predictor(backend: Backend, workload: Workload) -> Predictor:
     return predictor
 
 
-def time_calls(call, iters: int, warmup: int) -> list[float]:
-    """Milliseconds of each of `iters` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t0) * 1e3)
+def time_interleaved(calls: dict[str, Callable[[], object]], iters: int, warmup: int) -> dict[str, list[float]]:
+    """Milliseconds of `iters` calls of each, after `warmup` untimed rounds. The calls take turns within each
+    round, so a change in machine load during the measurement falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(warmup + iters):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
     return times
 
 

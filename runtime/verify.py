@@ -339,8 +339,21 @@ class ShadowChecker:
             }
         )
 
-    def close(self) -> None:
+    def finish(self) -> str:
+        """Release the reference and account for the run: one line when every checked frame was within the gates,
+        else `SRGError` (the caller's records stay written)."""
         self.reference.close()
+        summary = self.summary()
+        if summary["failed"]:
+            raise SRGError(
+                f"shadow check: {summary['failed']} of {summary['checked']} checked frames drift beyond the gates"
+                f" (first: {summary['first_failure']})"
+            )
+        worst = max(summary["worst_max_rel"].items(), key=lambda kv: kv[1], default=("-", 0.0))
+        return (
+            f"shadow check: {summary['checked']} frames re-run through eager (every {self.every}); worst max rel"
+            f" {worst[1]:.2e} ({worst[0]}), relation agreement {summary['agreement'].get('relations', 1.0):.1%}"
+        )
 
     def summary(self) -> dict:
         return finite(
@@ -356,6 +369,15 @@ class ShadowChecker:
                 "gates": gates_dict(self.gates),
             }
         )
+
+
+def open_shadow_checker(deployed: Backend, reference: Path, every: int, max_pairs: int | None = None) -> ShadowChecker:
+    """The eager `reference` checkpoint for `deployed`, judged by the gates of the deployed model's precision."""
+    from srg_deploy.runtime.loader import open_backend
+
+    eager = open_backend(reference, "torch", mode=deployed.mode, max_pairs=deployed.max_pairs or max_pairs)
+    same_model_config(deployed.config, eager.config)
+    return ShadowChecker(eager, every, Gates.for_precision(deployed.precision))
 
 
 def gates_from_options(

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 from conftest import assert_clean_error, run_cli
-from srg_deploy.runtime.bench import STAGES, Workload, count_macs
 from torch.utils.flop_counter import FlopCounterMode
 
 from srg_deploy.config import SRGConfig
+from srg_deploy.runtime.bench import STAGES, Workload, count_macs
 
 
 def conv(h: int, w: int, cin: int, cout: int, k: int, stride: int, pad: int) -> tuple[int, int, int]:

@@ -13,12 +13,12 @@ import onnx
 import pytest
 import torch
 from conftest import assert_clean_error, make_frame, run_cli
-from srg_deploy.runtime.compare import diff, triplet_hits
-from srg_deploy.runtime.parity import Gates
-from srg_deploy.runtime.verify import compare_frame, gates_from_options, read_frames
 
 from srg_deploy.checkpoint import save_checkpoint
 from srg_deploy.errors import SRGError
+from srg_deploy.runtime.compare import diff, triplet_hits
+from srg_deploy.runtime.parity import Gates
+from srg_deploy.runtime.verify import compare_frame, gates_from_options, read_frames
 
 BOXES = [[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119], [70, 20, 120, 100]]
 

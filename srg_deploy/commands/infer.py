@@ -8,11 +8,10 @@ from pathlib import Path
 from srg_deploy.console import err as console
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile, read_image
-from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.loader import open_backend
 from srg_deploy.runtime.predictor import Predictor
 from srg_deploy.runtime.sinks import JsonlSink
-from srg_deploy.runtime.verify import ShadowChecker, same_model_config
+from srg_deploy.runtime.verify import open_shadow_checker
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -59,7 +58,7 @@ def run_infer(
     with open_backend(model, backend, mode="boxes" if boxes_file else "sgdet", max_pairs=max_pairs) as runner:
         console.print(f"backend: {runner.describe()}")
         predictor = Predictor(runner, max_pairs=max_pairs, top_k=top_k)
-        shadow = shadow_checker(runner, reference, check_every, max_pairs) if reference else None
+        shadow = open_shadow_checker(runner, reference, check_every, max_pairs) if reference else None
         sink = JsonlSink(json_out) if json_out else None
         try:
             for index, path in enumerate(paths):
@@ -80,33 +79,7 @@ def run_infer(
             sink.close()
             console.print(f"wrote {sink.lines} records to {json_out}")
     if shadow:
-        shadow.close()
-        report_drift(shadow.summary())
-
-
-def shadow_checker(runner: Backend, reference: Path, every: int, max_pairs: int | None) -> ShadowChecker:
-    """The eager reference for `--check-every`, judged by the deployed model's precision gates."""
-    from srg_deploy.runtime.parity import Gates
-
-    eager = open_backend(reference, "torch", mode=runner.mode, max_pairs=runner.max_pairs or max_pairs)
-    same_model_config(runner.config, eager.config)
-    return ShadowChecker(eager, every, Gates.for_precision(runner.precision))
-
-
-def report_drift(summary: dict) -> None:
-    """One line when every checked frame is within the gates; otherwise the run fails (records stay written)."""
-    worst = max(summary["worst_max_rel"].items(), key=lambda kv: kv[1] or 0.0, default=("-", 0.0))
-    line = (
-        f"shadow check: {summary['checked']} frames re-run through eager (every {summary['every']});"
-        f" worst max rel {worst[1] or 0.0:.2e} ({worst[0]}), relation agreement"
-        f" {summary['agreement'].get('relations', 1.0):.1%}"
-    )
-    console.print(line, highlight=False)
-    if summary["failed"]:
-        raise SRGError(
-            f"shadow check: {summary['failed']} of {summary['checked']} checked frames drift beyond the gates"
-            f" (first: {summary['first_failure']})"
-        )
+        console.print(shadow.finish(), highlight=False)
 
 
 def print_summary(record: dict) -> None:
