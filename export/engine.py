@@ -149,6 +149,7 @@ def sidecar(
         "format": "srg-deploy-engine/1",
         "mode": mode,
         "precision": precision,
+        "max_pairs": int(meta["max_pairs"]) if meta.get("max_pairs") else None,
         "config": json.loads(meta["config"]),
         "io": io_spec(proto),
         "profile": {name: [list(s) for s in shapes] for name, shapes in profile.shapes(mode).items()},

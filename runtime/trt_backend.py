@@ -123,6 +123,7 @@ class TrtBackend(Backend):
             self.context.set_output_allocator(name, self.allocator.trt_allocator)
         super().__init__(SRGConfig.from_dict(meta["config"]), meta["mode"], f"cuda:0 {gpu['name']}")
         self._precision = meta["precision"]
+        self.max_pairs = meta.get("max_pairs")
         self.path = path
 
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import warnings
 
 import cv2
 import numpy as np
@@ -69,25 +68,10 @@ def scaled_copy(source, target, initializer: str, factor: float = 1.05):
 
 
 def fp16_copy(source, target):
-    """fp16 ONNX for the test (the official conversion lives in export.fp16). onnxconverter-common keeps the RoI
-    pooling node in fp32 when it is in op_block_list; with keep_io_types it renames a graph output that other
-    nodes also read (`features`) and leaves those readers on the fp32 copy, so they are rewired to the fp16
-    tensor."""
-    from onnxconverter_common import float16
+    """The fp16 ONNX that `build-engine --fp16 --onnx-out` writes."""
+    from srg_deploy.export.fp16 import fp16_from_onnx
 
-    proto = onnx.load(str(source))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "the float32 number ... will be truncated" for tiny weights
-        half = float16.convert_float_to_float16(proto, keep_io_types=True, op_block_list=["roi_pool", "MaxRoiPool"])
-    outputs = {o.name for o in half.graph.output}
-    fp16_of = {n.output[0]: n.input[0] for n in half.graph.node if n.op_type == "Cast" and n.output[0] in outputs}
-    for node in half.graph.node:
-        if not (node.op_type == "Cast" and node.output[0] in outputs):
-            node.input[:] = [fp16_of.get(name, name) for name in node.input]
-    props = {p.key: p.value for p in half.metadata_props}
-    onnx.helper.set_model_props(half, {**props, "srg_deploy.precision": "fp16"})
-    onnx.checker.check_model(half, full_check=True)
-    onnx.save(half, str(target))
+    onnx.save(fp16_from_onnx(onnx.load(str(source))), str(target))
     return target
 
 

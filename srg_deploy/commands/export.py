@@ -16,7 +16,7 @@ from srg_deploy.export.checks import check_onnx, op_coverage, trt_op_list
 from srg_deploy.export.onnx_export import DEFAULT_OPSET, onnx_from_model
 from srg_deploy.runtime.parity import Gates, ParityResult, check_parity, sample_frame
 
-OK, FAIL = "[green][✓][/]", "[red][x][/]"
+OK, FAIL = "[green][✓][/]", "[red]\\[x][/]"  # [x] escaped: Rich would read it as a style tag
 
 
 def run_export(
@@ -46,7 +46,7 @@ def run_export(
     with atomic_path(output, suffix=".onnx") as tmp:
         tmp.write_bytes(proto.SerializeToString())
         if skip_check:
-            console.print("[yellow][-][/] parity check skipped (--skip-check)")
+            console.print("[yellow]\\[-][/] parity check skipped (--skip-check)")
         else:
             result = parity_report(model, tmp, mode, max_pairs)
             if not result:
