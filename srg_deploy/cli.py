@@ -233,5 +233,19 @@ def build_engine(
     )
 
 
+@app.command(epilog="Example:\n\n  srg-deploy demo --workdir demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's checkpoint, model, video and outputs.")] = Path(
+        "demo"
+    ),
+) -> None:
+    """The whole chain on generated data: seeded UNTRAINED checkpoint -> ONNX -> sample video -> infer."""
+    from srg_deploy.commands.demo import run_demo
+
+    code = run_demo(workdir)
+    if code:
+        raise typer.Exit(code)
+
+
 if __name__ == "__main__":
     main()
