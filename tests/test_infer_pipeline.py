@@ -151,13 +151,13 @@ def test_unreadable_source_is_one_clean_line(small_checkpoint, boxes, tmp_path, 
 
 
 def test_truncated_video_fails_midway_and_removes_outputs(small_checkpoint, boxes, tmp_path):
-    data = write_video(tmp_path / "full.avi", 30, 96, 64, "MJPG").read_bytes()
+    data = write_video(tmp_path / "full.avi", 12, 96, 64, "MJPG").read_bytes()
     (tmp_path / "cut.avi").write_bytes(data[: len(data) // 3])
     result = run_cli(
         "infer", small_checkpoint, "--source", tmp_path / "cut.avi", "--boxes", boxes, "--json",
         tmp_path / "out.jsonl", "--video-out", tmp_path / "out.mp4", "--graph-out", tmp_path / "graphs",
     )  # fmt: skip
-    assert_clean_error(result, "cut.avi", "of the 30 frames", "truncated or corrupt")
+    assert_clean_error(result, "cut.avi", "of the 12 frames", "truncated or corrupt")
     assert leftovers(tmp_path, "out", "graphs") == []
 
 
@@ -173,7 +173,7 @@ def test_corrupt_image_midway_removes_every_output(small_checkpoint, write_image
     assert leftovers(tmp_path, "out", "graphs") == []
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_promptly_with_valid_outputs(small_checkpoint, boxes, tmp_path, sig, code):
     out, video = tmp_path / "out.jsonl", tmp_path / "out.mp4"
     command = [
