@@ -7,27 +7,27 @@ default to the deployed model's precision (fp32: tight error bounds; fp16: cosin
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.errors import SRGError
-from srg_deploy.inputs import BoxesFile, read_image
+from srg_deploy.inputs import BoxesFile
 from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.compare import OutputDiff, diff, row_cosine_min, top1_counts, triplet_hits
 from srg_deploy.runtime.parity import Gates
 from srg_deploy.runtime.predictor import Predictor, Prepared
+from srg_deploy.runtime.sources import open_source
 from srg_deploy.scene_graph import score_triplets
 
 RECALL_AT = (20, 50, 100)
 DISCRETE_OUTPUTS = ("labels", "pairs")  # sgdet outputs compared for equality, not by tolerance
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 AGREEMENT_LABELS = {
     "objects": "object top-1",
     "relations": "relation top-1",
@@ -44,34 +44,21 @@ class SourceFrame:
 
 
 def read_frames(source: str | Path, limit: int) -> list[SourceFrame]:
-    """The first `limit` frames of an image, a directory of images (sorted by name) or a video file."""
-    path = Path(source)
-    if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-        if not paths:
-            raise SRGError(f"directory {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return [SourceFrame(p.name, str(p), read_image(p)) for p in paths]
-    if not path.is_file():
-        raise SRGError(f"source {path} does not exist")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return [SourceFrame(path.name, str(path), read_image(path))]
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise SRGError(
-            f"source {path}: expected an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a directory of images or a"
-            f" video ({', '.join(sorted(VIDEO_SUFFIXES))})"
-        )
-    capture = cv2.VideoCapture(str(path))
+    """The first `limit` frames of any `--source` that `infer` takes (images, a directory, a glob, a video, a
+    camera or a stream), read through the same sources."""
+    src = open_source(str(source), reconnect=0, notify=lambda line: None)
+    frames: list[SourceFrame] = []
     try:
-        frames = []
-        while len(frames) < limit:
-            ok, image = capture.read()
-            if not ok:
-                break
-            frames.append(SourceFrame(path.name, f"{path}#{len(frames)}", image))
+        with contextlib.closing(src.frames(1, threading.Event())) as stream:
+            for frame in stream:
+                label = frame.source if src.kind == "images" else f"{frame.source}#{frame.index}"
+                frames.append(SourceFrame(frame.name, label, frame.image))
+                if len(frames) >= limit:
+                    break
     finally:
-        capture.release()
+        src.close()
     if not frames:
-        raise SRGError(f"cannot read any frame from video {path}: not a video OpenCV can decode, or empty")
+        raise SRGError(f"source {source} gave no frames")
     return frames
 
 

@@ -81,20 +81,39 @@ def init(
 @app.command(
     epilog="Examples:\n\n  srg-deploy infer ckpt/ --source photo.jpg --boxes boxes.json --json out.jsonl\n\n"
     "  srg-deploy infer model.onnx --source images/ --boxes boxes.json\n\n"
-    "  srg-deploy infer sgdet.onnx --source video.mp4 --json out.jsonl --video-out annotated.mp4\n\n"
-    "  srg-deploy infer model.engine --source 0 --realtime --json live.jsonl",
+    "  srg-deploy infer sgdet.onnx --source video.mp4 --json out.jsonl --video-out annotated.mp4 --graph-out graphs/\n\n"
+    "  srg-deploy infer model.engine --source 0 --json live.jsonl --reconnect 10\n\n"
+    "  srg-deploy infer model.onnx --source rtsp://cam/stream --boxes boxes.json --every 5\n\n"
+    "  srg-deploy infer model.engine --source video.mp4 --json out.jsonl --check-every 30 --reference ckpt/\n\n"
+    "Exit codes: 0 the source ended or --max-frames was reached; 1 an error (this run's outputs are removed); "
+    "3 a live source stopped delivering and did not come back after --reconnect attempts; 130 / 143 stopped by "
+    "SIGINT (Ctrl-C) / SIGTERM. With 0, 3, 130 and 143 every output holds exactly the frames processed.",
 )
 def infer(
     model: Annotated[
         Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")
     ],
-    source: Annotated[str, typer.Option(help="Image, directory, glob, video file, camera index or RTSP/HTTP URL.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Camera index (0), RTSP/HTTP URL, video file, image, directory of images, glob, or synthetic:WxH."
+        ),
+    ],
     boxes: Annotated[
-        Optional[Path], typer.Option(help="boxes.json: a list of [x1,y1,x2,y2], or {file name: list}.")
+        Optional[Path],
+        typer.Option(help="boxes.json: a list of [x1,y1,x2,y2] for every frame, or {file name: list}."),
     ] = None,
     json_out: Annotated[
         Optional[Path], typer.Option("--json", help="Write one JSON line per processed frame here.")
     ] = None,
+    video_out: Annotated[
+        Optional[Path],
+        typer.Option("--video-out", help="Write the frames with boxes and top relations drawn (.mp4 or .avi)."),
+    ] = None,
+    graph_out: Annotated[
+        Optional[Path], typer.Option("--graph-out", help="Folder for PNG drawings of the scene graph.")
+    ] = None,
+    graph_every: Annotated[int, typer.Option(min=1, help="Draw the graph of every Nth processed frame.")] = 1,
     backend: Annotated[
         Optional[str], typer.Option(help="torch | onnxruntime | tensorrt (default: from the path).")
     ] = None,
@@ -102,26 +121,51 @@ def infer(
         Optional[int], typer.Option(min=1, help="Keep the K pairs with the highest score product.")
     ] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Triplets per frame in the output.")] = 20,
+    realtime: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--realtime/--no-realtime",
+            help="Process only the newest frame, dropping older ones (default: on for cameras and URLs).",
+        ),
+    ] = None,
+    every: Annotated[int, typer.Option(min=1, help="Process every Nth frame of the source.")] = 1,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N processed frames.")] = None,
+    reconnect: Annotated[
+        int, typer.Option(min=0, help="Live sources: reopen attempts (with back-off) when frames stop coming.")
+    ] = 5,
+    show: Annotated[
+        bool, typer.Option("--show", help="Show annotated frames in a window (needs a GUI OpenCV and a display).")
+    ] = False,
     check_every: Annotated[
         Optional[int],
         typer.Option(min=1, help="Shadow verification: re-run every Nth frame through --reference; drift in the JSON."),
     ] = None,
     reference: Annotated[Optional[Path], typer.Option(help="Eager checkpoint folder for --check-every.")] = None,
 ) -> None:
-    """Scene graphs for images (and, with the pipeline, videos and cameras)."""
+    """Scene graphs from a camera, a stream, a video or images: JSONL, annotated video, graph PNGs."""
     from srg_deploy.commands.infer import run_infer
 
-    run_infer(
+    code = run_infer(
         model,
         source=source,
         boxes=boxes,
         json_out=json_out,
+        video_out=video_out,
+        graph_out=graph_out,
+        graph_every=graph_every,
         backend=backend,
         max_pairs=max_pairs,
         top_k=top_k,
+        realtime=realtime,
+        every=every,
+        max_frames=max_frames,
+        reconnect=reconnect,
+        show=show,
         check_every=check_every,
         reference=reference,
     )
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(
@@ -263,6 +307,20 @@ def bench(
     from srg_deploy.commands.bench import run_bench
 
     run_bench(model, image_size=image_size, boxes=boxes, pairs=pairs, iters=iters, warmup=warmup, json_out=json_out)
+
+
+@app.command(epilog="Example:\n\n  srg-deploy demo --workdir demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's checkpoint, model, video and outputs.")] = Path(
+        "demo"
+    ),
+) -> None:
+    """The whole chain on generated data: seeded UNTRAINED checkpoint -> ONNX -> sample video -> infer."""
+    from srg_deploy.commands.demo import run_demo
+
+    code = run_demo(workdir)
+    if code:
+        raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ def test_verify_user_errors(small_onnx, small_checkpoint, frames_dir, checkpoint
         verify_cli(small_onnx, checkpoint, frames_dir, "--boxes", boxes), "config differs", "preprocessing"
     )
     (tmp_path / "notes.txt").write_text("x")
-    assert_clean_error(verify_cli(small_onnx, small_checkpoint, tmp_path / "notes.txt"), "expected an image")
+    assert_clean_error(verify_cli(small_onnx, small_checkpoint, tmp_path / "notes.txt"), "cannot read video")
 
 
 def test_infer_check_every_writes_drift(small_onnx, small_checkpoint, frames_dir, tmp_path):
@@ -251,7 +251,7 @@ def test_read_frames_errors(tmp_path):
     with pytest.raises(SRGError, match="holds no images"):
         read_frames(tmp_path, 4)
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
-    with pytest.raises(SRGError, match="cannot read any frame"):
+    with pytest.raises(SRGError, match="cannot read video"):
         read_frames(tmp_path / "broken.mp4", 4)
 
 

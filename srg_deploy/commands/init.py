@@ -26,15 +26,26 @@ def init_checkpoint(
     objects: Path | None = None,
     predicates: Path | None = None,
     seed: int = 0,
+    preprocessing: Preprocessing | None = None,
 ) -> str:
-    """Write the checkpoint and return a one-paragraph account of where every weight came from."""
+    """Write the checkpoint and return a one-paragraph account of where every weight came from.
+
+    `preprocessing` replaces the default resize/normalisation (the demo uses smaller frames); a detectron2 import
+    brings its own."""
     if backbone and detectron2:
         raise SRGError("--backbone and --from-detectron2 both give trunk weights; pass one of them")
+    if detectron2 and preprocessing:
+        raise SRGError("a detectron2 import uses that detector's preprocessing; drop the preprocessing override")
     predicate_names = tuple(read_vocab_file(predicates)) if predicates else tuple(vg50_predicates())
     if detectron2:
         return _from_detectron2(path, detectron2, objects, predicate_names, seed)
     object_names = tuple(read_vocab_file(objects)) if objects else tuple(vg150_objects())
-    config = SRGConfig(objects=object_names, predicates=predicate_names, provenance={"seed": seed})
+    config = SRGConfig(
+        objects=object_names,
+        predicates=predicate_names,
+        preprocessing=preprocessing or Preprocessing(),
+        provenance={"seed": seed},
+    )
     if backbone:
         state = torchvision_backbone_state(backbone)
         config = dataclasses.replace(config, provenance={"seed": seed, "backbone": str(backbone)})

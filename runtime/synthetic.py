@@ -1,0 +1,66 @@
+"""A deterministic moving scene: the `synthetic:WxH` source, the demo's sample video and the soak benchmark.
+
+Three coloured shapes jitter around fixed anchors over a textured background. Each shape stays inside its own
+region in every frame, so one list of boxes (`regions`) is right for the whole clip: the list form of boxes.json.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from srg_deploy.errors import SRGError
+
+
+class SyntheticScene:
+    """Frame `k` of a `width` x `height` clip; the same (size, seed, k) always renders the same pixels."""
+
+    def __init__(self, width: int, height: int, seed: int = 0) -> None:
+        if width < 16 or height < 16:
+            raise SRGError(f"a synthetic scene needs at least 16x16 pixels; got {width}x{height}")
+        self.width, self.height = width, height
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        texture = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
+        background = np.stack([60 + 80 * xx / width, 70 + 60 * yy / height, 90 + 40 * (xx + yy) / (width + height)], -1)
+        self.background = np.clip(background + texture, 0, 255).astype(np.uint8)
+        # (centre x, centre y, half-extent) as fractions of the frame; jitter stays inside the region.
+        self.anchors = ((0.25, 0.35, 0.16), (0.68, 0.40, 0.18), (0.45, 0.72, 0.14))
+        self.colours = ((40, 80, 230), (230, 170, 30), (60, 200, 90))
+        self.phases = rng.uniform(0, 2 * math.pi, (len(self.anchors), 2))
+
+    def regions(self) -> list[list[float]]:
+        """[x1, y1, x2, y2] per shape, in pixels: where that shape is in every frame."""
+        scale = min(self.width, self.height)
+        boxes = []
+        for cx, cy, half in self.anchors:
+            r = half * scale * 1.6  # shape extent + jitter amplitude
+            x, y = cx * self.width, cy * self.height
+            boxes.append(
+                [max(0.0, x - r), max(0.0, y - r), min(self.width - 1.0, x + r), min(self.height - 1.0, y + r)]
+            )
+        return [[round(v, 1) for v in box] for box in boxes]
+
+    def render(self, index: int) -> np.ndarray:
+        """BGR uint8 [H, W, 3]."""
+        frame = self.background.copy()
+        scale = min(self.width, self.height)
+        for k, ((cx, cy, half), colour) in enumerate(zip(self.anchors, self.colours)):
+            amplitude = half * scale * 0.5
+            x = cx * self.width + amplitude * math.sin(0.21 * index + self.phases[k, 0])
+            y = cy * self.height + amplitude * math.cos(0.17 * index + self.phases[k, 1])
+            size = half * scale
+            if k == 0:
+                cv2.rectangle(frame, _pt(x - size, y - size), _pt(x + size, y + size), colour, -1)
+            elif k == 1:
+                cv2.circle(frame, _pt(x, y), max(1, int(size)), colour, -1, cv2.LINE_AA)
+            else:
+                triangle = np.array([_pt(x, y - size), _pt(x - size, y + size), _pt(x + size, y + size)], np.int32)
+                cv2.fillConvexPoly(frame, triangle, colour, cv2.LINE_AA)
+        return frame
+
+
+def _pt(x: float, y: float) -> tuple[int, int]:
+    return round(x), round(y)
