@@ -20,7 +20,6 @@ import onnx
 import torch
 from onnx import helper
 
-from srg_deploy.checkpoint import load_model
 from srg_deploy.detector import SGDET_OUTPUT_NAMES, SGDetNet
 from srg_deploy.errors import SRGError
 from srg_deploy.model import OUTPUT_NAMES, SRGNet
@@ -191,10 +190,3 @@ def _scratch_path() -> Path:
     fd, name = tempfile.mkstemp(suffix=".onnx")
     os.close(fd)
     return Path(name)
-
-
-def export_checkpoint(
-    checkpoint: Path, mode: str = "boxes", opset: int = DEFAULT_OPSET, max_pairs: int | None = None
-) -> tuple[SRGNet, onnx.ModelProto]:
-    model = load_model(checkpoint)
-    return model, onnx_from_model(model, mode, opset, max_pairs)

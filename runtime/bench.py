@@ -80,15 +80,6 @@ class Workload:
         return f"{self.height}x{self.width}, {self.boxes} boxes, {self.num_pairs} pairs ({self.boxes + self.num_pairs} RoIs)"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """ "HxW" -> (H, W)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SRGError(f"image size {text!r}: expected HxW, e.g. 480x640") from None
-    return h, w
-
-
 @dataclass(frozen=True)
 class MacCount:
     """Multiply-accumulates per frame by stage (conv and linear layers only)."""

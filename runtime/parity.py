@@ -9,6 +9,7 @@ import numpy as np
 
 from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.compare import OutputDiff, compare_outputs, row_cosine_min, top1_agreement
+from srg_deploy.scene_graph import box_iou
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def align_detections(
     match: dict[int, int] = {}
     taken: set[int] = set()
     for i in np.argsort(-ref["scores"], kind="stable"):
-        ious = _iou(ref["boxes"][i], got["boxes"])
+        ious = box_iou(ref["boxes"][i], got["boxes"])[0]
         ious[(got["labels"] != ref["labels"][i]) | np.isin(np.arange(len(ious)), list(taken))] = -1
         if len(ious) and ious.max() >= min_iou:
             match[int(i)] = int(ious.argmax())
@@ -123,14 +124,6 @@ def align_detections(
     }
     got_out = {n: got[n][rows] for n in per_box} | {"pairs": ref["pairs"][ref_keep], "relation_logits": rel}
     return ref_out, got_out, len(match) / max(len(ref["boxes"]), 1)
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2]) + np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) - inter
-    return np.divide(inter, area, out=np.zeros_like(inter, dtype=np.float64), where=area > 0)
 
 
 def sample_frame(height: int = 300, width: int = 420, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from srg_deploy.errors import SRGError
-from srg_deploy.inputs import read_image
+from srg_deploy.inputs import parse_size, read_image
 from srg_deploy.runtime.synthetic import SyntheticScene
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -323,13 +323,7 @@ class SyntheticSource(Source):
 
     def __init__(self, spec: str) -> None:
         super().__init__(spec)
-        size = spec.split(":", 1)[1]
-        try:
-            width, height = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise SRGError(
-                f"synthetic source {spec!r}: expected synthetic:WIDTHxHEIGHT, e.g. synthetic:320x240"
-            ) from None
+        width, height = parse_size(spec.split(":", 1)[1], f"synthetic source {spec!r}", "synthetic:320x240 (WxH)")
         self.scene = SyntheticScene(width, height)
 
     @property

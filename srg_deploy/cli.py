@@ -216,13 +216,14 @@ def build_engine(
     min_agreement: Annotated[float, typer.Option(help="fp16 gate: relation top-1 agreement vs fp32.")] = 0.95,
 ) -> None:
     """Build a TensorRT engine (10.9+/11.x) with the srg::roi_pool plugin; --fp16 converts and checks first."""
-    from srg_deploy.commands.build_engine import parse_hw, run_build_engine
+    from srg_deploy.commands.build_engine import run_build_engine
     from srg_deploy.export.engine import Profile
+    from srg_deploy.inputs import parse_size
 
     profile = Profile(
-        min_hw=parse_hw(min_size, "--min-size"),
-        opt_hw=parse_hw(opt_size, "--opt-size"),
-        max_hw=parse_hw(max_size, "--max-size"),
+        min_hw=parse_size(min_size, "--min-size"),
+        opt_hw=parse_size(opt_size, "--opt-size"),
+        max_hw=parse_size(max_size, "--max-size"),
         opt_boxes=min(36, max_boxes),
         max_boxes=max_boxes,
         opt_pairs=min(630, max_pairs),

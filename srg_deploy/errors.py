@@ -10,9 +10,3 @@ from __future__ import annotations
 
 class SRGError(Exception):
     """A problem with the user's input or environment, with a message that says what to do about it."""
-
-
-def require(condition: object, message: str) -> None:
-    """Raise `SRGError(message)` unless `condition` holds."""
-    if not condition:
-        raise SRGError(message)

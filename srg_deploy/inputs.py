@@ -24,6 +24,17 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def parse_size(text: str, what: str, example: str = "600x800") -> tuple[int, int]:
+    """ "AxB" -> (A, B), two positive integers; `what` names the flag or field in the error."""
+    try:
+        a, b = (int(v) for v in text.strip().lower().split("x"))
+    except ValueError:
+        raise SRGError(f"{what} must look like {example}; got {text!r}") from None
+    if a < 1 or b < 1:
+        raise SRGError(f"{what} must be two positive sizes like {example}; got {text!r}")
+    return a, b
+
+
 def parse_boxes(value: object, where: str) -> np.ndarray:
     """A list of [x1, y1, x2, y2] (finite numbers, original-frame pixels) -> float64 [N,4]."""
     if not isinstance(value, list):

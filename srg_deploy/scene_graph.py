@@ -72,6 +72,22 @@ def score_triplets(
     return np.stack([subjects[order], objects[order], predicate[order] + 1, score[order]], axis=1)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:
+    """IoU of every box in `a` [N,4] with every box in `b` [M,4] (x1, y1, x2, y2): [N,M] float64, 0 where the
+    union is empty. `plus_one` counts pixels inclusively (width = x2 - x1 + 1), the convention of Visual Genome's
+    evaluation code (Scene-Graph-Benchmark's `bbox_overlaps`); the default is continuous geometry."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    one = 1.0 if plus_one else 0.0
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one, 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one, 0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0] + one, 0, None) * np.clip(a[:, 3] - a[:, 1] + one, 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0] + one, 0, None) * np.clip(b[:, 3] - b[:, 1] + one, 0, None)
+    inter = iw * ih
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def spatial_classes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """GCN-LSTM's spatial class of every ordered pair: [N,N] int, 0 = none (diagonal too). DESIGN.md §3:
     1 inside, 2 covers, 3 IoU >= 0.5, 4..11 direction of centre j seen from centre i (y up) in 45° sectors, if the
@@ -86,12 +102,7 @@ def spatial_classes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarra
         & (bi[..., 3] <= bj[..., 3])
     )
     covers = inside.T
-    iw = np.clip(np.minimum(bi[..., 2], bj[..., 2]) - np.maximum(bi[..., 0], bj[..., 0]), 0, None)
-    ih = np.clip(np.minimum(bi[..., 3], bj[..., 3]) - np.maximum(bi[..., 1], bj[..., 1]), 0, None)
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    inter = iw * ih
-    union = area[:, None] + area[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou = box_iou(b, b)
     centre = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
     dx = centre[None, :, 0] - centre[:, None, 0]
     dy = -(centre[None, :, 1] - centre[:, None, 1])

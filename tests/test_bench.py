@@ -103,4 +103,4 @@ def test_bench_tiny_prints_stages_and_writes_json(kind, onnx_boxes, checkpoint, 
 
 def test_bench_user_errors(onnx_boxes):
     assert_clean_error(run_cli("bench", onnx_boxes, "--boxes", "4", "--pairs", "7"), "4 boxes have 6 unordered pairs")
-    assert_clean_error(run_cli("bench", onnx_boxes, "--image-size", "640"), "expected HxW")
+    assert_clean_error(run_cli("bench", onnx_boxes, "--image-size", "640"), "--image-size must look like 480x640")

@@ -93,7 +93,7 @@ def test_synthetic_source_and_its_errors():
     assert first.image.shape == (48, 64, 3) and source.fps == 30.0 and source.length is None
     again = SyntheticSource("synthetic:64x48")
     assert np.array_equal(next(again.frames(1, stop)).image, first.image)  # deterministic
-    with pytest.raises(SRGError, match="synthetic:WIDTHxHEIGHT"):
+    with pytest.raises(SRGError, match="synthetic:320x240"):
         open_source("synthetic:big")
     with pytest.raises(SRGError, match="at least 16x16"):
         open_source("synthetic:8x8")

@@ -11,7 +11,8 @@ from rich.table import Table
 from srg_deploy.atomic import write_text
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.bench import BenchReport, Workload, bench, parse_size
+from srg_deploy.inputs import parse_size
+from srg_deploy.runtime.bench import BenchReport, Workload, bench
 from srg_deploy.runtime.loader import open_backend
 
 
@@ -27,7 +28,7 @@ def run_bench(
 ) -> None:
     if not Path(model).exists():
         raise SRGError(f"model {model} does not exist")
-    workload = Workload(*parse_size(image_size), boxes, pairs)
+    workload = Workload(*parse_size(image_size, "--image-size", "480x640"), boxes, pairs)
     status = console.status(f"timing {model} on {workload.describe()}: {warmup} + {iters} runs")
     with open_backend(model, mode="boxes") as backend, status:
         report = bench(backend, model, workload, iters, warmup)

@@ -22,16 +22,6 @@ from srg_deploy.runtime.ort_backend import read_onnx
 from srg_deploy.runtime.parity import Gates, ParityResult, check_parity, sample_frame
 
 
-def parse_hw(value: str, flag: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise SRGError(f"{flag} must look like HEIGHTxWIDTH (e.g. 600x800); got {value!r}") from None
-    if h < 1 or w < 1:
-        raise SRGError(f"{flag} must be positive; got {value!r}")
-    return h, w
-
-
 def run_build_engine(
     onnx_path: Path,
     output: Path,
