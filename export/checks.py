@@ -7,11 +7,25 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import onnx
 
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME
+
+
+def read_onnx(path: Path) -> onnx.ModelProto:
+    """Load an ONNX file or fail with one line (missing, truncated, not ONNX)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SRGError(f"ONNX file {path} does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError, onnx raises its own types
+        raise SRGError(
+            f"{path} is not a readable ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
 
 
 def check_onnx(proto: onnx.ModelProto) -> None:

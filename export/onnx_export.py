@@ -13,56 +13,19 @@ import json
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
 from onnx import helper
 
-from srg_deploy.detector import SGDET_OUTPUT_NAMES, SGDetNet
+from srg_deploy.contract import METADATA_PREFIX, MODES, dynamic_axes, input_specs, output_names, read_metadata
+from srg_deploy.detector import SGDetNet
 from srg_deploy.errors import SRGError
-from srg_deploy.model import OUTPUT_NAMES, SRGNet
+from srg_deploy.model import SRGNet
 from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_VERSION, node_attributes
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 17, 20, 17
-METADATA_PREFIX = "srg_deploy."
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    mode: str
-    input_names: tuple[str, ...]
-    output_names: tuple[str, ...]
-    dynamic_axes: dict[str, dict[int, str]]
-
-
-SPECS = {
-    "boxes": ExportSpec(
-        "boxes",
-        ("image", "boxes", "pairs"),
-        OUTPUT_NAMES,
-        {
-            "image": {2: "height", 3: "width"},
-            "boxes": {0: "num_boxes"},
-            "pairs": {0: "num_pairs"},
-            "features": {0: "num_boxes"},
-            "object_logits": {0: "num_boxes"},
-            "relation_logits": {0: "num_pairs"},
-        },
-    ),
-    "sgdet": ExportSpec(
-        "sgdet",
-        ("image",),
-        SGDET_OUTPUT_NAMES,
-        {
-            "image": {2: "height", 3: "width"},
-            **{name: {0: "num_detections"} for name in ("boxes", "scores", "labels", "features", "object_logits")},
-            "pairs": {0: "num_pairs"},
-            "relation_logits": {0: "num_pairs"},
-        },
-    ),
-}
 
 
 def sample_inputs(mode: str, height: int = 224, width: int = 320) -> tuple[torch.Tensor, ...]:
@@ -78,7 +41,7 @@ def sample_inputs(mode: str, height: int = 224, width: int = 320) -> tuple[torch
 
 def torch_module(model: SRGNet, mode: str, max_pairs: int | None = None) -> torch.nn.Module:
     """The module whose forward *is* the exported graph for `mode`."""
-    if mode not in SPECS:
+    if mode not in MODES:
         raise SRGError(f"unknown export mode {mode!r}; expected boxes or sgdet")
     if mode == "boxes" and max_pairs is not None:
         raise SRGError("--max-pairs is baked into sgdet graphs only; a boxes graph takes whatever pairs it is given")
@@ -91,7 +54,6 @@ def onnx_from_model(
     """Export `model` and turn its RoI pooling into plugin nodes; metadata carries the config and mode."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise SRGError(f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET}")
-    spec = SPECS[mode]
     module = torch_module(model, mode, max_pairs)
     path = _scratch_path()
     try:
@@ -103,9 +65,9 @@ def onnx_from_model(
                 str(path),
                 dynamo=False,
                 opset_version=opset,
-                input_names=list(spec.input_names),
-                output_names=list(spec.output_names),
-                dynamic_axes=spec.dynamic_axes,
+                input_names=list(input_specs(mode)),
+                output_names=list(output_names(mode)),
+                dynamic_axes=dynamic_axes(mode),
                 do_constant_folding=True,
             )
         proto = onnx.load(str(path))
@@ -177,9 +139,7 @@ def roi_pool_function(opset: int) -> onnx.FunctionProto:
 
 def metadata(proto: onnx.ModelProto) -> dict[str, str]:
     """The srg_deploy.* metadata of an exported model, without the prefix."""
-    return {
-        p.key.removeprefix(METADATA_PREFIX): p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)
-    }
+    return read_metadata({p.key: p.value for p in proto.metadata_props})
 
 
 def _onnx_opset(proto: onnx.ModelProto) -> int:

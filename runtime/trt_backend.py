@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from srg_deploy.config import SRGConfig
+from srg_deploy.contract import TensorSpec, input_specs
 from srg_deploy.errors import SRGError
 from srg_deploy.export.engine import SIDECAR_SUFFIX, gpu_identity, import_cudart, import_tensorrt
 from srg_deploy.runtime.backend import Backend
@@ -121,7 +122,17 @@ class TrtBackend(Backend):
         self.output_tensors = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         for name in self.output_tensors:
             self.context.set_output_allocator(name, self.allocator.trt_allocator)
-        super().__init__(SRGConfig.from_dict(meta["config"]), meta["mode"], f"cuda:0 {gpu['name']}")
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        declared = {
+            n: TensorSpec(
+                n,
+                np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))),
+                len(self.engine.get_tensor_shape(n)),
+                input_specs(meta["mode"]).get(n, TensorSpec(n, np.dtype(object), 0, {})).dynamic,
+            )
+            for n in inputs
+        }
+        super().__init__(SRGConfig.from_dict(meta["config"]), meta["mode"], f"cuda:0 {gpu['name']}", declared)
         self._precision = meta["precision"]
         self.max_pairs = meta.get("max_pairs")
         self.path = path
@@ -163,7 +174,7 @@ class TrtBackend(Backend):
         _check(cudart.cudaStreamSynchronize(self.stream))
         return outputs
 
-    def close(self) -> None:
+    def _close(self) -> None:
         if getattr(self, "allocator", None) is not None:
             self.allocator.free()
             for pointer, _ in self.inputs_memory.values():

@@ -22,7 +22,6 @@ from srg_deploy.config import SRGConfig
 if TYPE_CHECKING:
     from srg_deploy.model import SRGNet
 
-SGDET_OUTPUT_NAMES = ("boxes", "scores", "labels", "features", "object_logits", "pairs", "relation_logits")
 TRUNK_CHANNELS = 1024
 
 
@@ -83,7 +82,7 @@ def all_pairs(n_boxes: Tensor | int, device: torch.device) -> Tensor:
 
 
 class SGDetNet(nn.Module):
-    """Image in, scene-graph tensors out (SGDET_OUTPUT_NAMES); boxes are in `image` pixels, labels index `objects`
+    """Image in, scene-graph tensors out (`contract.SGDET_OUTPUT_NAMES`); boxes are in `image` pixels, labels index `objects`
     with 0 = background, pairs are unordered (i < j) and, with `max_pairs`, the pairs with the highest product of
     the two object scores, highest first."""
 

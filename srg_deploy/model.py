@@ -1,6 +1,6 @@
 """SRGNet: the eager PyTorch reference of GCN-LSTM's semantic relationship graph model.
 
-Boxes-mode forward (DESIGN.md §3): `image` [1,3,H,W], `boxes` [N,4], `pairs` [P,2] unordered ->
+Boxes-mode forward (docs/DESIGN.md §3): `image` [1,3,H,W], `boxes` [N,4], `pairs` [P,2] unordered ->
 `features` [N,2048] (pool5), `object_logits` [N,objects+1], `relation_logits` [P,2,predicates+1].
 All N boxes and P union boxes go through one RoI pooling and one pool5 pass: each union is computed once and
 serves both directions of its pair. No data-dependent op is used, so the same module exports to ONNX/TensorRT.
@@ -15,10 +15,8 @@ import torchvision
 from torch import Tensor, nn
 
 from srg_deploy.config import Architecture, SRGConfig
+from srg_deploy.contract import FEATURE_DIM
 from srg_deploy.detector import DetectorHeads
-
-OUTPUT_NAMES = ("features", "object_logits", "relation_logits")
-FEATURE_DIM = 2048
 
 
 def build_resnet_c4(arch: Architecture) -> tuple[nn.Sequential, nn.Sequential]:

@@ -14,11 +14,10 @@ import onnx
 from srg_deploy.atomic import atomic_path, write_text
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
-from srg_deploy.export.checks import check_onnx, op_coverage
+from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
 from srg_deploy.export.engine import SIDECAR_SUFFIX, Profile, engine_from_onnx, import_tensorrt, sha256, sidecar
 from srg_deploy.export.fp16 import fp16_from_onnx
 from srg_deploy.export.onnx_export import metadata
-from srg_deploy.runtime.ort_backend import read_onnx
 from srg_deploy.runtime.parity import Gates, ParityResult, check_parity, sample_frame
 
 
