@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 
 from srg_deploy.checkpoint import random_model
 from srg_deploy.config import SRGConfig
@@ -39,7 +40,7 @@ def header(title: str, note: str) -> str:
     m = machine()
     return (
         f"## {title}\n\n"
-        f"- Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads),"
+        f"- Machine: {m['cpu']}, {m['cores']} cores, torch {m.get('torch', '-')} ({torch.get_num_threads()} threads),"
         f" onnxruntime {m['onnxruntime']}, Python {m['python']}, {m['platform']}\n"
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC;"
         f" load average at start {m['load_average'][0]} (other processes share this machine)\n"

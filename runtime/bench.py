@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -21,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.errors import SRGError
-from srg_deploy.model import SRGNet
+from srg_deploy.runtime import macs
 from srg_deploy.runtime.backend import Backend
+from srg_deploy.runtime.macs import MacCount
 from srg_deploy.runtime.parity import sample_frame
 from srg_deploy.runtime.predictor import Predictor
 
@@ -80,64 +80,20 @@ class Workload:
         return f"{self.height}x{self.width}, {self.boxes} boxes, {self.num_pairs} pairs ({self.boxes + self.num_pairs} RoIs)"
 
 
-@dataclass(frozen=True)
-class MacCount:
-    """Multiply-accumulates per frame by stage (conv and linear layers only)."""
-
-    trunk: int
-    roi_pool5: int
-    heads: int
-    per_roi: int  # res5 on one pooled RoI
-
-    @property
-    def total(self) -> int:
-        return self.trunk + self.roi_pool5 + self.heads
-
-
-def layer_macs(run, module: nn.Module) -> int:
-    """MACs of every Conv2d and Linear inside `module` while `run()` executes: output elements x inputs each."""
-    total = 0
-
-    def hook(layer: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(layer, nn.Conv2d):
-            kh, kw = layer.kernel_size
-            total += output.numel() * (layer.in_channels // layer.groups) * kh * kw
-        else:
-            total += output.numel() * layer.in_features
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for h in handles:
-            h.remove()
-    return total
-
-
 def count_macs(config: SRGConfig, workload: Workload) -> MacCount:
-    """Count on a meta-device SRGNet: real shapes (strides, dilation, RoI size from the config), no arithmetic."""
-    with torch.device("meta"):
-        net = SRGNet(config)
-        n, p = workload.boxes, workload.num_pairs
-        size = config.architecture.roi_output_size
-        trunk = layer_macs(lambda: net.trunk(torch.empty(1, 3, workload.height, workload.width)), net.trunk)
-        channels = net.res5[0].conv1.in_channels
-        per_roi = layer_macs(lambda: net.res5(torch.empty(1, channels, size, size)), net.res5)
-        pairs = torch.zeros(p, 2, dtype=torch.int64)
-        heads = layer_macs(lambda: net.heads(torch.empty(n, 2048), torch.empty(p, 2048), pairs), net)
-    return MacCount(trunk, per_roi * (n + p), heads, per_roi)
+    """MACs of `workload` on a model of `config` (runtime/macs.py)."""
+    return macs.count_macs(config, workload.height, workload.width, workload.boxes, workload.num_pairs)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """The machine's practical fp32 peak: the best of `repeats` size^3 matrix products with torch, same threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
+    """The machine's practical fp32 peak: the best of `repeats` size^3 matrix products (numpy's BLAS, its threads)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size), np.float32), rng.standard_normal((size, size), np.float32)
+    a @ b
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        torch.mm(a, b)
+        a @ b
         best = min(best, time.perf_counter() - t0)
     return 2 * size**3 / best / 1e9
 
@@ -151,50 +107,52 @@ def machine() -> dict[str, object]:
             line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
         ]
         cpu = names[0] if names else cpu
-    import onnxruntime
-
+    versions = {}
+    for package in ("numpy", "onnxruntime", "torch", "tensorrt"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        **versions,
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
 
 
-@torch.inference_mode()
-def torch_stage_times(model: SRGNet, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> dict[str, list[float]]:
-    """Eager stages, each timed on its own."""
-    image, boxes, pairs = (torch.from_numpy(inputs[k]) for k in ("image", "boxes", "pairs"))
-    times: dict[str, list[float]] = {"trunk": [], "roi_pool5": [], "heads": []}
-    for it in range(warmup + iters):
-        t0 = time.perf_counter()
-        feature_map = model.trunk(image)
-        t1 = time.perf_counter()
-        features, union_features = model.pool_regions(feature_map, boxes, pairs)
-        t2 = time.perf_counter()
-        model.heads(features, union_features, pairs)
-        t3 = time.perf_counter()
-        if it >= warmup:
-            for name, seconds in (("trunk", t1 - t0), ("roi_pool5", t2 - t1), ("heads", t3 - t2)):
-                times[name].append(seconds * 1e3)
-    return times
+def torch_stage_times(model, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> dict[str, list[float]]:
+    """Eager stages (an SRGNet's trunk, pool_regions and heads), each timed on its own."""
+    import torch
+
+    with torch.inference_mode():
+        image, boxes, pairs = (torch.from_numpy(inputs[k]) for k in ("image", "boxes", "pairs"))
+        times: dict[str, list[float]] = {"trunk": [], "roi_pool5": [], "heads": []}
+        for it in range(warmup + iters):
+            t0 = time.perf_counter()
+            feature_map = model.trunk(image)
+            t1 = time.perf_counter()
+            features, union_features = model.pool_regions(feature_map, boxes, pairs)
+            t2 = time.perf_counter()
+            model.heads(features, union_features, pairs)
+            t3 = time.perf_counter()
+            if it >= warmup:
+                for name, seconds in (("trunk", t1 - t0), ("roi_pool5", t2 - t1), ("heads", t3 - t2)):
+                    times[name].append(seconds * 1e3)
+        return times
 
 
 def ort_stage_times(path: Path, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> dict[str, list[float]]:
     """ONNX Runtime stages from its profiler (see METHODS)."""
-    import onnxruntime as ort
-
-    from srg_deploy.runtime.ort_backend import providers
+    from srg_deploy.runtime.ort_backend import import_onnxruntime, open_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
+        options = import_onnxruntime().SessionOptions()
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path), options, providers=providers())
+        session = open_session(path, options=options)
         for _ in range(warmup + iters):
             session.run(None, inputs)
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -275,7 +233,7 @@ class BenchReport:
             },
             "gflop_per_frame": 2 * self.macs.total / 1e9,
             "peak_gflop_per_s": self.peak_gflops,
-            "peak_method": "best of 10 fp32 2048^3 torch.mm in the same process",
+            "peak_method": "best of 10 fp32 2048^3 numpy matrix products in the same process",
             "stages": self.stages(),
             "method": self.method,
             "machine": self.machine,

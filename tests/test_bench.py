@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import assert_clean_error, run_cli
 from torch.utils.flop_counter import FlopCounterMode
 
 from srg_deploy.config import SRGConfig
+from srg_deploy.model import SRGNet
 from srg_deploy.runtime.bench import STAGES, Workload, count_macs
 
 
@@ -60,6 +62,30 @@ def test_roi_and_head_macs_match_hand_count():
     assert macs.heads == n * 2048 * (151 + 512 + 512) + p * 2048 * 512 + 2 * p * 1536 * 51
     budget = count_macs(SRGConfig(), Workload(600, 1000, boxes=n, pairs=128))
     assert budget.roi_pool5 == (n + 128) * macs.per_roi and budget.trunk == macs.trunk
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"stride_in_1x1": True, "stem_pool": "caffe"},
+        {"res5_dilation": 2, "roi_output_size": 14},
+    ],
+    ids=["torchvision", "caffe-stem-stride-in-1x1", "dilated-res5-14x14"],
+)
+@torch.no_grad()
+def test_macs_of_config_variants_match_torch_flop_counter(variant):
+    """The count is arithmetic on the config (no torch at run time): torch's FlopCounterMode on a real forward
+    pass of each architecture variant must agree, at an odd size where rounding differs between variants."""
+    config = dataclasses.replace(SRGConfig(), architecture=dataclasses.replace(SRGConfig().architecture, **variant))
+    net = SRGNet(config)
+    image = torch.randn(1, 3, 75, 101)
+    boxes = torch.tensor([[0.0, 0.0, 40.0, 30.0], [20.0, 10.0, 90.0, 60.0]])
+    pairs = torch.tensor([[0, 1]])
+    macs = count_macs(config, Workload(75, 101, boxes=2, pairs=1))
+    with FlopCounterMode(display=False) as counter:
+        net(image, boxes, pairs)
+    assert counter.get_total_flops() == 2 * macs.total
 
 
 @torch.no_grad()
