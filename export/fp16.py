@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -257,3 +258,32 @@ def _elem_types(proto: onnx.ModelProto) -> dict[str, int]:
 
 def _meta(proto: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
+
+
+def activation_peak(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> tuple[str, str, float] | None:
+    """(node name, op type, largest |value|) over every float tensor a top-level node of `proto` produces on
+    `inputs`, run in ONNX Runtime: where an fp16 conversion would overflow. None for a model with no float nodes."""
+    import onnxruntime as ort
+
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    floats = {
+        v.name
+        for v in (*inferred.graph.value_info, *inferred.graph.output)
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT
+    }
+    producer = {out: node for node in inferred.graph.node for out in node.output if out in floats}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(inferred)
+    existing = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in producer if name not in existing
+    )
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs() if o.name in producer]
+    best = None
+    for name, value in zip(names, session.run(names, inputs)):
+        if value.size:
+            peak = float(np.abs(value.astype(np.float64)).max())
+            if best is None or peak > best[2]:
+                best = (producer[name].name or name, producer[name].op_type, peak)
+    return best

@@ -28,8 +28,8 @@ from srg_deploy.errors import SRGError
 from srg_deploy.runtime import macs
 from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.macs import MacCount
-from srg_deploy.runtime.parity import sample_frame
 from srg_deploy.runtime.predictor import Predictor
+from srg_deploy.runtime.synthetic import sample_frame
 
 STAGES = ("preprocess", "trunk", "roi_pool5", "heads", "runtime_overhead", "model", "postprocess", "end_to_end")
 METHODS = {

@@ -1,4 +1,5 @@
-"""A deterministic moving scene: the `synthetic:WxH` source, the demo's sample video and the soak benchmark.
+"""Generated frames: the moving scene of the `synthetic:WxH` source, the demo's sample video and the soak
+benchmark; the still sample and noise frames that `export` and `build-engine` check models on.
 
 Three coloured shapes jitter around fixed anchors over a textured background. Each shape stays inside its own
 region in every frame, so one list of boxes (`regions`) is right for the whole clip: the list form of boxes.json.
@@ -60,6 +61,34 @@ class SyntheticScene:
                 triangle = np.array([_pt(x, y - size), _pt(x - size, y + size), _pt(x + size, y + size)], np.int32)
                 cv2.fillConvexPoly(frame, triangle, colour, cv2.LINE_AA)
         return frame
+
+
+def sample_frame(height: int = 300, width: int = 420, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded synthetic BGR frame (smooth gradients, shapes, noise) and boxes covering ordinary and awkward
+    cases (overlapping, nested, touching the border, tiny), in frame pixels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    frame = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) % 128 * 2], -1)
+    frame = frame + rng.normal(0, 12, frame.shape)
+    frame[40:160, 60:200] = (30, 90, 220)
+    frame[120:280, 220:400] = (200, 160, 40)
+    boxes = np.array(
+        [
+            [60, 40, 200, 160],
+            [220, 120, 400, 280],
+            [90, 70, 140, 120],
+            [0, 0, width - 1, height - 1],
+            [180, 100, 260, 200],
+            [300, 10, 304, 14],
+        ],
+        dtype=np.float64,
+    )
+    return np.clip(frame, 0, 255).astype(np.uint8), boxes
+
+
+def noise_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Uniform pixel noise: no camera produces it, which makes it the input where fp16 errors are largest."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
 def _pt(x: float, y: float) -> tuple[int, int]:

@@ -17,16 +17,9 @@ import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from srg_deploy.config import SRGConfig
+from srg_deploy.config import CONFIG_FILE, WEIGHTS_FILE, SRGConfig, is_checkpoint
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-
-
-def is_checkpoint(path: Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()
 
 
 def load_model(path: Path) -> SRGNet:

@@ -101,7 +101,7 @@ def infer(
     ],
     boxes: Annotated[
         Optional[Path],
-        typer.Option(help="boxes.json: a list of [x1,y1,x2,y2] for every frame, or {file name: list}."),
+        typer.Option(help="boxes.json: a list of \\[x1,y1,x2,y2] for every frame, or {file name: list}."),
     ] = None,
     json_out: Annotated[
         Optional[Path], typer.Option("--json", help="Write one JSON line per processed frame here.")
@@ -212,8 +212,12 @@ def build_engine(
     max_size: Annotated[str, typer.Option(help="Largest image, HxW.")] = "1000x1000",
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache to load and update.")] = None,
     opt_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="TensorRT builder optimization level.")] = None,
-    min_cosine: Annotated[float, typer.Option(help="fp16 gate: features cosine vs fp32.")] = 0.999,
-    min_agreement: Annotated[float, typer.Option(help="fp16 gate: relation top-1 agreement vs fp32.")] = 0.95,
+    min_cosine: Annotated[
+        Optional[float], typer.Option(help="fp16 gate: least cosine per output vs fp32 (default 0.999).")
+    ] = None,
+    min_agreement: Annotated[
+        Optional[float], typer.Option(help="fp16 gate: least top-1 / triplet agreement vs fp32 (default 0.95).")
+    ] = None,
 ) -> None:
     """Build a TensorRT engine (10.9+/11.x) with the srg::roi_pool plugin; --fp16 converts and checks first."""
     from srg_deploy.commands.build_engine import run_build_engine
@@ -245,17 +249,30 @@ def build_engine(
 @app.command(
     epilog="Examples:\n\n  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json\n\n"
     "  srg-deploy verify model.engine --reference ckpt/ --source video.mp4 --frames 16 --report report.json\n\n"
+    "  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json --save-reference golden.npz\n\n"
+    "  srg-deploy verify model.engine --reference golden.npz     (on the device: no PyTorch needed)\n\n"
     "  srg-deploy verify model_fp16.onnx --reference ckpt/ --source images/ --boxes boxes.json --min-cosine 0.9995",
 )
 def verify(
     model: Annotated[Path, typer.Argument(help="Deployed model: .onnx (ONNX Runtime) or .engine (TensorRT).")],
-    reference: Annotated[Path, typer.Option(help="The eager checkpoint folder the model was exported from.")],
-    source: Annotated[str, typer.Option(help="Image, directory of images, or video file.")],
+    reference: Annotated[
+        Path,
+        typer.Option(
+            help="The eager checkpoint folder the model was exported from, or a golden .npz recorded from it."
+        ),
+    ],
+    source: Annotated[
+        Optional[str], typer.Option(help="Image, directory of images, glob or video (not with a golden reference).")
+    ] = None,
     boxes: Annotated[
         Optional[Path], typer.Option(help="boxes.json for boxes-mode models: a list, or {file name: list}.")
     ] = None,
     frames: Annotated[int, typer.Option(min=1, help="Verify at most this many frames (the first ones).")] = 8,
     report: Annotated[Optional[Path], typer.Option(help="Write the full report here as JSON.")] = None,
+    save_reference: Annotated[
+        Optional[Path],
+        typer.Option(help="Record the inputs and the eager outputs as a golden .npz, for verifying without PyTorch."),
+    ] = None,
     atol: Annotated[Optional[float], typer.Option(help="Absolute error allowed (default: fp32 0, fp16 off).")] = None,
     rtol: Annotated[
         Optional[float], typer.Option(help="Error allowed relative to max|ref| (default: fp32 1e-4, fp16 off).")
@@ -278,6 +295,7 @@ def verify(
         boxes=boxes,
         frames=frames,
         report_path=report,
+        save_reference=save_reference,
         atol=atol,
         rtol=rtol,
         min_cosine=min_cosine,

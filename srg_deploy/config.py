@@ -18,6 +18,8 @@ from srg_deploy.errors import SRGError
 from srg_deploy.vocab import vg50_predicates, vg150_objects
 
 CONFIG_FORMAT = "srg-deploy/1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
 
 # torchvision's ImageNet statistics, in 0..255 pixel units, RGB order.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -154,3 +156,8 @@ class SRGConfig:
 
 def _tuples(section: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint folder: `config.json` (this module's format) beside `model.safetensors`."""
+    return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()

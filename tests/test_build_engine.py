@@ -16,10 +16,10 @@ from srg_deploy.export.fp16 import coordinate_nodes, fp16_from_onnx
 from srg_deploy.export.onnx_export import metadata
 from srg_deploy.plugins.spec import PLUGIN_NAME
 from srg_deploy.runtime.compare import compare_outputs, top1_agreement
+from srg_deploy.runtime.judge import Gates
 from srg_deploy.runtime.ort_backend import OrtBackend
-from srg_deploy.runtime.parity import Gates, check_parity, sample_frame
-from srg_deploy.runtime.predictor import Predictor
 from srg_deploy.runtime.torch_backend import TorchBackend
+from srg_deploy.runtime.verify import sample_cases, verify
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 trt_only = pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT not installed")
@@ -58,12 +58,10 @@ def test_fp16_parity_in_onnxruntime(small_onnx, fp16_proto, tmp_path):
     path.write_bytes(fp16_proto.SerializeToString())
     reference, deployed = OrtBackend(small_onnx), OrtBackend(path)
     assert deployed.precision == "fp16"
-    frame, boxes = sample_frame()
-    result = check_parity(
-        reference, deployed, Predictor(reference).prepare(frame, boxes).inputs, Gates.for_precision("fp16")
-    )
-    assert result, result.failures
-    assert result.feature_cosine >= 0.999 and result.relation_agreement >= 0.95
+    verdict = verify(deployed, reference, Gates.for_precision("fp16"), sample_cases(reference, noise=True))
+    assert verdict, verdict.failures
+    assert verdict.region_cosine_min >= 0.99 and verdict.agreement["relations"] >= 0.95
+    assert all(abs(o["scale_error"]) < 0.006 for o in verdict.outputs.values())
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: the missing-TensorRT path cannot be reached")
@@ -75,10 +73,7 @@ def test_build_engine_fp16_without_tensorrt(small_onnx, tmp_path):
     assert fp16.is_file() and metadata(onnx.load(str(fp16)))["precision"] == "fp16"
     assert not engine.exists() and not list(tmp_path.glob("*.engine*"))
     reference, deployed = OrtBackend(small_onnx), OrtBackend(fp16)
-    frame, boxes = sample_frame(seed=3)
-    assert check_parity(
-        reference, deployed, Predictor(reference).prepare(frame, boxes).inputs, Gates.for_precision("fp16")
-    )
+    assert verify(deployed, reference, Gates.for_precision("fp16"), sample_cases(reference))
 
 
 def test_build_engine_argument_errors(small_onnx, tmp_path):
@@ -86,7 +81,9 @@ def test_build_engine_argument_errors(small_onnx, tmp_path):
     assert_clean_error(
         run_cli("build-engine", small_onnx, "-o", engine, "--onnx-out", tmp_path / "x.onnx"), "needs --fp16"
     )
-    assert_clean_error(run_cli("build-engine", small_onnx, "-o", engine, "--opt-size", "600by800"), "HEIGHTxWIDTH")
+    assert_clean_error(
+        run_cli("build-engine", small_onnx, "-o", engine, "--opt-size", "600by800"), "--opt-size must look like"
+    )
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     assert_clean_error(run_cli("build-engine", tmp_path / "junk.onnx", "-o", engine), "not a readable ONNX model")
     assert not engine.exists()

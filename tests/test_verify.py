@@ -16,8 +16,8 @@ from conftest import assert_clean_error, make_frame, run_cli
 from srg_deploy.checkpoint import save_checkpoint
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.compare import diff, triplet_hits
-from srg_deploy.runtime.parity import Gates
-from srg_deploy.runtime.verify import compare_frame, gates_from_options, read_frames
+from srg_deploy.runtime.judge import GATES, Gates, judge_frame
+from srg_deploy.runtime.verify import read_frames
 
 BOXES = [[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119], [70, 20, 120, 100]]
 
@@ -85,7 +85,7 @@ def test_verify_passes_exported_model(small_onnx, small_checkpoint, frames_dir, 
         small_onnx, small_checkpoint, frames_dir, "--boxes", frames_dir / "boxes.json", "--report", report_path
     )
     assert result.returncode == 0, result.stderr
-    for text in ("relation_logits", "triplet recall@20", "speed-up", "every gate passed", "fp32 gates"):
+    for text in ("relation_logits", "triplet recall@20", "speed-up", "[✓] onnxruntime", "fp32 gates"):
         assert text in result.stdout, result.stdout
     report = json.loads(report_path.read_text())
     assert report["passed"] and report["failures"] == [] and report["frames"] == 3
@@ -104,7 +104,7 @@ def test_verify_fails_weights_scaled_by_5_percent(small_onnx, small_checkpoint, 
     result = verify_cli(
         tampered, small_checkpoint, frames_dir, "--boxes", frames_dir / "boxes.json", "--report", report_path
     )
-    assert_clean_error(result, "fails verification", "relation_logits: max relative error")
+    assert_clean_error(result, "fails verification", "relation_logits: max abs error")
     report = json.loads(report_path.read_text())
     assert not report["passed"]
     assert report["outputs"]["relation_logits"]["max_rel"] > 1e-3
@@ -121,11 +121,11 @@ def test_verify_fp16_uses_fp16_gates(small_onnx, small_checkpoint, frames_dir, t
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["precision"] == "fp16" and "fp16" in result.stdout
-    assert report["gates"] == {"atol": None, "rtol": None, "min_cosine": 0.999, "min_agreement": 0.95}
+    assert report["gates"] == GATES["fp16"].to_dict() and report["gates"]["min_region_cosine"] == 0.99
     assert report["outputs"]["relation_logits"]["max_rel"] > 1e-5  # really fp16: would fail the fp32 bound
     # The same file under an explicit fp32-like bound fails: the defaults above were the fp16 ones.
     strict = verify_cli(half, small_checkpoint, frames_dir, "--boxes", boxes, "--rtol", "1e-5", "--frames", "1")
-    assert_clean_error(strict, "fails verification", "max relative error")
+    assert_clean_error(strict, "fails verification", "max abs error")
 
 
 def test_verify_video_first_frames(small_onnx, small_checkpoint, frames_dir, tmp_path):
@@ -153,7 +153,7 @@ def test_verify_video_first_frames(small_onnx, small_checkpoint, frames_dir, tmp
 
 def test_verify_user_errors(small_onnx, small_checkpoint, frames_dir, checkpoint, tmp_path):
     boxes = frames_dir / "boxes.json"
-    assert_clean_error(verify_cli(small_onnx, tmp_path, frames_dir, "--boxes", boxes), "not a checkpoint folder")
+    assert_clean_error(verify_cli(small_onnx, tmp_path, frames_dir, "--boxes", boxes), "neither a checkpoint folder")
     assert_clean_error(verify_cli(small_onnx, small_checkpoint, frames_dir), "needs --boxes")
     assert_clean_error(
         verify_cli(small_onnx, checkpoint, frames_dir, "--boxes", boxes), "config differs", "preprocessing"
@@ -174,7 +174,7 @@ def test_infer_check_every_writes_drift(small_onnx, small_checkpoint, frames_dir
     drift = records[0]["drift"]
     assert drift["passed"] and drift["failures"] == []
     assert drift["max_rel"]["relation_logits"] <= 1e-4 and drift["agreement"]["relations"] == 1.0
-    assert "shadow check: 2 frames re-run through eager (every 2)" in result.stderr
+    assert "shadow check: 2 frames re-run through the reference (every 2)" in result.stderr
 
 
 def test_infer_check_every_reports_drift_beyond_gates(small_onnx, small_checkpoint, frames_dir, tmp_path):
@@ -196,20 +196,25 @@ def test_infer_check_every_needs_reference(small_onnx, frames_dir):
     assert_clean_error(result, "--check-every and --reference go together")
 
 
-def test_gates_from_options_by_precision():
-    assert gates_from_options("fp32") == Gates(max_rel=1e-4, min_cosine=None, min_agreement=1.0, atol=None)
-    assert gates_from_options("fp16") == Gates(max_rel=None, min_cosine=0.999, min_agreement=0.95)
-    assert gates_from_options("fp16", atol=0.01, min_agreement=0.9) == Gates(
-        max_rel=None, min_cosine=0.999, min_agreement=0.9, atol=0.01
-    )
+def test_gates_by_precision_and_overrides():
+    assert Gates.for_precision("fp32") == Gates(precision="fp32", rtol=1e-4, min_agreement=1.0)
+    fp16 = Gates.for_precision("fp16")
+    assert (fp16.rtol, fp16.min_cosine, fp16.min_region_cosine, fp16.max_scale_error) == (None, 0.999, 0.99, 0.006)
+    assert fp16.min_agreement == 0.95 and fp16.match_detections
+    relaxed = Gates.for_precision("fp16", atol=0.01, min_agreement=0.9, min_cosine=None)
+    assert (relaxed.atol, relaxed.min_agreement, relaxed.min_cosine) == (0.01, 0.9, 0.999)  # None keeps the default
+    with pytest.raises(SRGError, match="unknown precision 'int8'"):
+        Gates.for_precision("int8")
 
 
 def test_atol_plus_rtol_tolerance():
     ref = np.array([0.0, 1.0, -2.0])
     d = diff("x", ref, ref + np.array([0.0, 0.0, 0.003]))  # max abs 3e-3, max|ref| 2
-    assert Gates(max_rel=1e-3).output_failure(d) == "x: max relative error 1.50e-03 > 1e-03"
-    assert Gates(max_rel=1e-3, atol=1e-3).output_failure(d) is None  # 1e-3 + 1e-3 * 2 = 3e-3
-    assert "max abs error 3.00e-03 > atol 0.001" in Gates(max_rel=None, atol=1e-3).output_failure(d)
+    assert Gates(rtol=1e-3).output_failures(d) == [
+        "x: max abs error 3.00e-03 > 2.00e-03 (atol 0 + rtol 0.001 x max|ref| 2)"
+    ]
+    assert Gates(rtol=1e-3, atol=1e-3).output_failures(d) == []  # 1e-3 + 1e-3 * 2 = 3e-3
+    assert "max abs error 3.00e-03 > 1.00e-03 (atol 0.001" in Gates(rtol=None, atol=1e-3).output_failures(d)[0]
 
 
 def test_triplet_hits_counts_reference_top_k():
@@ -236,13 +241,13 @@ def sgdet_outputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_sgdet_detection_count_mismatch_fails_clearly():
     image = {"image": np.zeros((1, 3, 32, 32), np.float32)}
-    check = compare_frame(image, sgdet_outputs(3), sgdet_outputs(2), Gates())
-    assert check.failures == ["deployed model detected 2 objects, eager 3"] and check.detections == (2, 3)
+    check = judge_frame(image, sgdet_outputs(3), sgdet_outputs(2), Gates())
+    assert check.failures == ["deployed model detected 2 objects, reference 3"] and check.detections == (2, 3)
     same = sgdet_outputs(4)
-    check = compare_frame(image, same, {k: v.copy() for k, v in same.items()}, Gates())
+    check = judge_frame(image, same, {k: v.copy() for k, v in same.items()}, Gates())
     assert check.failures == [] and check.counts["labels"] == (4, 4) and check.counts["triplets@20"] == (12, 12)
     other_labels = {**same, "labels": same["labels"] + 1}
-    assert compare_frame(image, same, other_labels, Gates()).counts["labels"] == (0, 4)
+    assert judge_frame(image, same, other_labels, Gates()).counts["labels"] == (0, 4)
 
 
 def test_read_frames_errors(tmp_path):
@@ -275,6 +280,6 @@ def test_verify_sgdet_detection_count_mismatch(small_model, frames_dir, tmp_path
     result = verify_cli(
         tmp_path / "sgdet.onnx", tmp_path / "ckpt", frames_dir, "--frames", "1", "--report", report_path
     )
-    assert_clean_error(result, "deployed model detected 5 objects, eager 0")
+    assert_clean_error(result, "deployed model detected 5 objects, reference 0")
     report = json.loads(report_path.read_text())
     assert report["mode"] == "sgdet" and report["per_frame"][0]["detections"] == [5, 0]

@@ -7,18 +7,22 @@ Everything that does not need TensorRT runs first, so a machine without it still
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from srg_deploy.atomic import atomic_path, write_text
+from srg_deploy.commands.report import print_checklist
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
 from srg_deploy.export.engine import SIDECAR_SUFFIX, Profile, engine_from_onnx, import_tensorrt, sha256, sidecar
-from srg_deploy.export.fp16 import fp16_from_onnx
+from srg_deploy.export.fp16 import activation_peak, fp16_from_onnx
 from srg_deploy.export.onnx_export import metadata
-from srg_deploy.runtime.parity import Gates, ParityResult, check_parity, sample_frame
+from srg_deploy.runtime.judge import FP16_MAX, Case, Gates, Verdict
+from srg_deploy.runtime.verify import sample_cases, verify
 
 
 def run_build_engine(
@@ -30,8 +34,8 @@ def run_build_engine(
     profile: Profile,
     timing_cache: Path | None,
     opt_level: int | None,
-    min_cosine: float,
-    min_agreement: float,
+    min_cosine: float | None = None,
+    min_agreement: float | None = None,
 ) -> None:
     source_bytes = Path(onnx_path).read_bytes() if Path(onnx_path).is_file() else None
     proto = read_onnx(onnx_path)
@@ -47,9 +51,10 @@ def run_build_engine(
         with console.status("converting to mixed precision (fp16 compute, fp32 coordinates)"):
             converted = fp16_from_onnx(proto)
         check_onnx(converted)
-        result = fp16_parity(proto, converted, Gates(max_rel=None, min_cosine=min_cosine, min_agreement=min_agreement))
-        if not result:
-            raise SRGError("the fp16 model fails the parity check against fp32: " + "; ".join(result.failures))
+        gates = Gates.for_precision("fp16", min_cosine=min_cosine, min_agreement=min_agreement)
+        verdict = fp16_parity(proto, converted, gates)
+        if not verdict:
+            raise SRGError(f"the fp16 model fails the check against fp32: {fp16_failure(proto, verdict)}")
         if onnx_out:
             with atomic_path(onnx_out, suffix=".onnx") as tmp:
                 tmp.write_bytes(converted.SerializeToString())
@@ -73,26 +78,50 @@ def run_build_engine(
     console.print(f"wrote {output} ({len(engine) / 2**20:.1f} MiB) and {output.name}{SIDECAR_SUFFIX}")
 
 
-def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> ParityResult:
-    """ONNX Runtime runs both files on the sample frame (its CPU provider computes fp16 nodes through inserted
-    casts, fp16 values between nodes), and the fp16 result is judged against fp32 by cosine and agreement."""
-    import tempfile
-
-    from srg_deploy.commands.export import print_parity
+def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> Verdict:
+    """ONNX Runtime runs both files on the sample frame and a noise frame (its CPU provider computes fp16 nodes
+    through inserted casts, fp16 values between nodes), and the judge weighs fp16 against fp32."""
     from srg_deploy.runtime.ort_backend import OrtBackend
-    from srg_deploy.runtime.predictor import Predictor
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / "fp32.onnx", Path(tmp) / "fp16.onnx"]
         for path, proto in zip(paths, (fp32, fp16)):
             path.write_bytes(proto.SerializeToString())
-        reference, deployed = OrtBackend(paths[0]), OrtBackend(paths[1])
-        frame, boxes = sample_frame()
-        prepared = Predictor(reference).prepare(frame, boxes if reference.mode == "boxes" else None)
-        with console.status("checking fp16 against fp32 in ONNX Runtime"):
-            result = check_parity(reference, deployed, prepared.inputs, gates)
-    print_parity(
-        result,
-        f"fp16 vs fp32 (onnxruntime {deployed.device}): cosine >= {gates.min_cosine}, agreement >= {gates.min_agreement:.0%}",
+        status = console.status("checking fp16 against fp32 in ONNX Runtime")
+        with OrtBackend(paths[0]) as reference, OrtBackend(paths[1]) as deployed, status:
+            verdict = verify(deployed, reference, gates, sample_cases(reference, noise=True))
+    print_checklist(verdict, f"fp16 vs fp32 (onnxruntime {deployed.device})")
+    return verdict
+
+
+def fp16_failure(fp32: onnx.ModelProto, verdict: Verdict) -> str:
+    """The first failure; when fp16 overflowed, where: the fp32 model's largest activation and the node that made it."""
+    first = verdict.failures[0]
+    if "NaN or infinity" not in first and "exceed fp16's range" not in first:
+        return first
+    peak = activation_peak(fp32, sample_cases_for(fp32)[0].inputs)
+    if peak is None or peak[2] <= FP16_MAX:
+        return first
+    node, op, value = peak
+    return (
+        f"activations exceed fp16's range ({FP16_MAX:g}): the fp32 model reaches {value:.3g} at node {node!r} ({op})"
+        " on the sample frame, which fp16 stores as infinity; keep this model in fp32, or fix the weights that"
+        " produce such values (e.g. uncalibrated BatchNorm statistics)"
     )
-    return result
+
+
+def sample_cases_for(proto: onnx.ModelProto) -> list[Case]:
+    """The sample case at half resolution, for a cheap activation scan (intermediate tensors of a ResNet-101 at
+    full size take gigabytes)."""
+    from srg_deploy.runtime.ort_backend import OrtBackend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(proto.SerializeToString())
+        with OrtBackend(path) as backend:
+            case = sample_cases(backend)[0]
+    inputs = dict(case.inputs)
+    inputs["image"] = np.ascontiguousarray(inputs["image"][:, :, ::2, ::2])
+    if "boxes" in inputs:
+        inputs["boxes"] = inputs["boxes"] / np.float32(2)
+    return [Case(case.label, inputs)]
