@@ -113,7 +113,7 @@ def write_dataset(
     kinds = [kinds[k] for k in rng.permutation(images)]
     first_test = images - round(images * test_fraction)
     written = []
-    for n, (image_id, kind) in enumerate(zip(_image_ids(images), kinds)):
+    for n, (image_id, kind) in enumerate(zip(vg_image_ids(images), kinds)):
         scene = SyntheticScene(*size, seed=int(rng.integers(1, 2**31 - 1)))
         index = int(rng.integers(0, 1000))
         shapes = {"empty": [], "one": [n % len(SHAPES)], "full": list(range(len(SHAPES)))}[kind]
@@ -169,7 +169,7 @@ def encode_boxes(boxes: np.ndarray, size: tuple[int, int], long_side: int) -> np
     return np.concatenate([lo + np.ceil(wh / 2), wh], axis=1).astype(np.int32).reshape(-1, 4)
 
 
-def _image_ids(count: int) -> list[int]:
+def vg_image_ids(count: int) -> list[int]:
     """1, 2, 3, ... without the ids Scene-Graph-Benchmark skips as corrupted (1592, 1722, 4616, 4617)."""
     ids, image_id = [], 0
     while len(ids) < count:
