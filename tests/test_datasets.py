@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
+from srg_deploy.commands.dataset import describe_dataset, generate_dataset
 from srg_deploy.datasets import Prediction, SGGEvaluator, VGSGGDataset
 from srg_deploy.datasets.generate import PREDICATES, layout_relations, vg_image_ids, write_dataset
 from srg_deploy.errors import SRGError
@@ -430,3 +433,23 @@ def test_layout_angles_stated_in_the_docstring():
     assert round(off_horizontal("circle", "triangle")) == 46
     scene = SyntheticScene(320, 240)
     np.testing.assert_allclose([(ax * 320, ay * 240) for ax, ay, _ in scene.anchors], list(anchors.values()))
+
+
+def test_dataset_command_helpers(tmp_path):
+    line = generate_dataset(tmp_path / "vg", 4, size="160x120", test_fraction=0.5)
+    assert line.startswith(f"wrote {tmp_path / 'vg'}: 4 images (2 split 0, 2 test), 12 boxes, 24 relations")
+    assert describe_dataset(tmp_path / "vg", "test") == (
+        f"{tmp_path / 'vg'}: test split, 2 images, 6 boxes, 12 relations "
+        "(3 object classes, 6 predicates; VG-SGG-with-attri.h5)"
+    )
+    with pytest.raises(SRGError, match="--size must look like 320x240"):
+        generate_dataset(tmp_path / "bad", 4, size="big")
+
+
+def test_the_data_layer_imports_without_torch():
+    code = (
+        "import sys, srg_deploy.datasets, srg_deploy.datasets.generate, srg_deploy.commands.dataset; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
