@@ -95,9 +95,9 @@ class SGGEvaluator:
             hits = self._matches(gt, iou, ranked[mode], np.asarray(pred.labels))
             record[key] = {}
             for k in self.ks:
-                recalled = hits[:, :k].any(axis=1)
+                recalled = hits[:, :k].any(axis=1)  # a ground truth matched by several predictions counts once
                 record[key][str(k)] = float(recalled.mean())
-                self._recall[mode][k].append(float(recalled.mean()))
+                self._recall[mode][k].append(record[key][str(k)])
                 for p in np.unique(gt.relations[:, 2]):
                     present = gt.relations[:, 2] == p
                     self._per_predicate[mode][k][p - 1].append(float(recalled[present].mean()))
@@ -113,18 +113,20 @@ class SGGEvaluator:
                 "Recall@K is undefined"
             )
 
-        def per_predicate(mode: str, k: int) -> list[float]:
-            return [float(np.mean(v)) if v else 0.0 for v in self._per_predicate[mode][k]]
-
+        # SGMeanRecall.calculate_mean_recall: per predicate the mean over the images containing it, else 0.0
+        per_predicate = {
+            m: {k: [float(np.mean(v)) if v else 0.0 for v in self._per_predicate[m][k]] for k in self.ks}
+            for m in ("graph", "ng")
+        }
         return {
             "images": evaluated,
             "images_without_relations": len(self.per_image) - evaluated,
             "recall": {str(k): float(np.mean(self._recall["graph"][k])) for k in self.ks},
             "no_graph_constraint_recall": {str(k): float(np.mean(self._recall["ng"][k])) for k in self.ks},
-            "mean_recall": {str(k): float(np.mean(per_predicate("graph", k))) for k in self.ks},
-            "no_graph_constraint_mean_recall": {str(k): float(np.mean(per_predicate("ng", k))) for k in self.ks},
+            "mean_recall": {str(k): float(np.mean(per_predicate["graph"][k])) for k in self.ks},
+            "no_graph_constraint_mean_recall": {str(k): float(np.mean(per_predicate["ng"][k])) for k in self.ks},
             "per_predicate": {
-                name: {str(k): per_predicate("graph", k)[n] for k in self.ks} for n, name in enumerate(self.predicates)
+                name: {str(k): per_predicate["graph"][k][n] for k in self.ks} for n, name in enumerate(self.predicates)
             },
             "predicate_images": {
                 name: len(self._per_predicate["graph"][self.ks[0]][n]) for n, name in enumerate(self.predicates)

@@ -289,7 +289,9 @@ def _column(a: np.ndarray, path: Path, key: str) -> np.ndarray:
 def _check_values(path: Path, values: np.ndarray, low: int, high: int, key: str, what: str) -> None:
     bad = np.flatnonzero((values < low) | (values > high))
     if len(bad):
-        raise SRGError(f"{path}: {key}[{bad[0]}] is {values[bad[0]]}, outside 1..{high}, the {what}s of the dicts file")
+        raise SRGError(
+            f"{path}: {key}[{bad[0]}] is {values[bad[0]]}, outside {low}..{high}, the {what}s of the dicts file"
+        )
 
 
 def _corners(boxes: np.ndarray) -> np.ndarray:
