@@ -8,11 +8,14 @@ region in every frame, so one list of boxes (`regions`) is right for the whole c
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from srg_deploy.errors import SRGError
+
+SHAPES = ("square", "circle", "triangle")  # the scene's shapes, in drawing order
 
 
 class SyntheticScene:
@@ -44,23 +47,53 @@ class SyntheticScene:
             )
         return [[round(v, 1) for v in box] for box in boxes]
 
-    def render(self, index: int) -> np.ndarray:
-        """BGR uint8 [H, W, 3]."""
+    def render(self, index: int, shapes: Sequence[int] | None = None) -> np.ndarray:
+        """BGR uint8 [H, W, 3]. `shapes` draws only those shapes (indices into `SHAPES`, drawn in index order); the
+        generated dataset uses it for frames with one shape or none."""
         frame = self.background.copy()
-        scale = min(self.width, self.height)
-        for k, ((cx, cy, half), colour) in enumerate(zip(self.anchors, self.colours)):
-            amplitude = half * scale * 0.5
-            x = cx * self.width + amplitude * math.sin(0.21 * index + self.phases[k, 0])
-            y = cy * self.height + amplitude * math.cos(0.17 * index + self.phases[k, 1])
-            size = half * scale
+        for k, x, y, size in self._placements(index, shapes):
+            colour = self.colours[k]
             if k == 0:
                 cv2.rectangle(frame, _pt(x - size, y - size), _pt(x + size, y + size), colour, -1)
             elif k == 1:
                 cv2.circle(frame, _pt(x, y), max(1, int(size)), colour, -1, cv2.LINE_AA)
             else:
-                triangle = np.array([_pt(x, y - size), _pt(x - size, y + size), _pt(x + size, y + size)], np.int32)
-                cv2.fillConvexPoly(frame, triangle, colour, cv2.LINE_AA)
+                cv2.fillConvexPoly(frame, self._triangle(x, y, size), colour, cv2.LINE_AA)
         return frame
+
+    def boxes(self, index: int, shapes: Sequence[int] | None = None) -> list[list[float]]:
+        """Each drawn shape's tight box [x1, y1, x2, y2] in frame `index`, in inclusive pixel coordinates (the
+        first and last pixel column and row the shape covers before anti-aliasing), clipped to the frame."""
+        boxes = []
+        for k, x, y, size in self._placements(index, shapes):
+            if k == 0:
+                (x1, y1), (x2, y2) = _pt(x - size, y - size), _pt(x + size, y + size)
+            elif k == 1:
+                (cx, cy), r = _pt(x, y), max(1, int(size))
+                x1, y1, x2, y2 = cx - r, cy - r, cx + r, cy + r
+            else:
+                triangle = self._triangle(x, y, size)
+                (x1, y1), (x2, y2) = triangle.min(axis=0), triangle.max(axis=0)
+            w, h = self.width - 1, self.height - 1
+            boxes.append([float(min(max(x1, 0), w)), float(min(max(y1, 0), h)), float(min(x2, w)), float(min(y2, h))])
+        return boxes
+
+    def _placements(self, index: int, shapes: Sequence[int] | None) -> list[tuple[int, float, float, float]]:
+        """(shape, centre x, centre y, half-extent) of each drawn shape in frame `index`: one source of truth for
+        `render` and `boxes`."""
+        scale = min(self.width, self.height)
+        placed = []
+        for k in range(len(self.anchors)) if shapes is None else sorted(shapes):
+            cx, cy, half = self.anchors[k]
+            amplitude = half * scale * 0.5
+            x = cx * self.width + amplitude * math.sin(0.21 * index + self.phases[k, 0])
+            y = cy * self.height + amplitude * math.cos(0.17 * index + self.phases[k, 1])
+            placed.append((k, x, y, half * scale))
+        return placed
+
+    @staticmethod
+    def _triangle(x: float, y: float, size: float) -> np.ndarray:
+        return np.array([_pt(x, y - size), _pt(x - size, y + size), _pt(x + size, y + size)], np.int32)
 
 
 def sample_frame(height: int = 300, width: int = 420, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
