@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch/torchvision are pinned to the builds this project is tested with (a CUDA build that also runs on CPU).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean runtime-venv
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
+
+# The edge profile, as a device installs it: the runtime and ONNX Runtime, no PyTorch (tests/test_install_profiles.py
+# builds the same venv itself; this target is for trying it by hand).
+runtime-venv:
+	rm -rf .venv-runtime && $(PYTHON) -m venv .venv-runtime
+	.venv-runtime/bin/python -m pip install --quiet ".[cpu]"
 
 demo: setup
 	$(BIN)/srg-deploy demo --workdir demo
@@ -31,4 +37,4 @@ bench: setup
 	$(BIN)/python benchmarks/ort_vs_naive.py
 
 clean:
-	rm -rf demo .pytest_cache
+	rm -rf demo .pytest_cache .venv-runtime

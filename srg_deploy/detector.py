@@ -81,6 +81,20 @@ def all_pairs(n_boxes: Tensor | int, device: torch.device) -> Tensor:
     return torch.nonzero(idx[:, None] < idx[None, :])
 
 
+def select_pairs(scores: Tensor, max_pairs: int | None) -> Tensor:
+    """The graph form of `scene_graph.select_pairs`, the one definition: all i < j pairs, or the `max_pairs` with
+    the highest score product, highest first, ties in row-major order. ONNX's TopK returns equal values lowest index
+    first, which is that order; eager `topk` promises no order for ties, so eager PyTorch sorts stably instead
+    (a stable sort does not export, hence the two spellings of one rule; tests/test_detector.py checks all three)."""
+    pairs = all_pairs(scores.shape[0], scores.device)
+    if max_pairs is None:
+        return pairs
+    product = scores[pairs[:, 0]] * scores[pairs[:, 1]]
+    if torch.onnx.is_in_onnx_export():
+        return pairs[product.topk(_topk_min(product, max_pairs, 0)).indices]
+    return pairs[torch.sort(product, descending=True, stable=True).indices[:max_pairs]]
+
+
 class SGDetNet(nn.Module):
     """Image in, scene-graph tensors out (`contract.SGDET_OUTPUT_NAMES`); boxes are in `image` pixels, labels index `objects`
     with 0 = background, pairs are unordered (i < j) and, with `max_pairs`, the pairs with the highest product of
@@ -130,17 +144,10 @@ class SGDetNet(nn.Module):
         keep = torchvision.ops.batched_nms(boxes, scores, labels, det.nms_threshold)[: det.max_detections]
         return boxes[keep], scores[keep], labels[keep]
 
-    def select_pairs(self, scores: Tensor) -> Tensor:
-        pairs = all_pairs(scores.shape[0], scores.device)
-        if self.max_pairs is None:
-            return pairs
-        product = scores[pairs[:, 0]] * scores[pairs[:, 1]]
-        return pairs[product.topk(_topk_min(product, self.max_pairs, 0)).indices]
-
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         feature_map = self.model.trunk(image)
         image_hw = torch._shape_as_tensor(image)[2:]
         boxes, scores, labels = self.detect(feature_map, image_hw)
-        pairs = self.select_pairs(scores)
+        pairs = select_pairs(scores, self.max_pairs)
         features, object_logits, relation_logits = self.model.relate(feature_map, boxes, pairs)
         return boxes, scores, labels, features, object_logits, pairs, relation_logits

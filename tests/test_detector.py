@@ -11,7 +11,7 @@ from conftest import run_cli
 
 from srg_deploy.checkpoint import random_model, save_checkpoint
 from srg_deploy.config import SRGConfig
-from srg_deploy.detector import SGDetNet, all_pairs, cell_anchors, grid_anchors
+from srg_deploy.detector import SGDetNet, all_pairs, cell_anchors, grid_anchors, select_pairs
 
 
 def detector_model(score_threshold: float, max_detections: int = 36, seed: int = 5):
@@ -58,6 +58,45 @@ def test_pair_budget_keeps_highest_score_products():
     products = scores[full[5][:, 0]] * scores[full[5][:, 1]]
     kept = scores[pairs[:, 0]] * scores[pairs[:, 1]]
     torch.testing.assert_close(kept, products.sort(descending=True).values[:5])
+
+
+class _PairSelection(torch.nn.Module):
+    def __init__(self, max_pairs: int | None) -> None:
+        super().__init__()
+        self.max_pairs = max_pairs
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return select_pairs(scores, self.max_pairs)
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [[1.0] * 6, [0.5, 0.5, 1.0, 1.0, 0.25, 0.5], [1.0, 1.0, 1.0, 0.5, 0.5, 0.5], [0.9, 0.3, 0.6, 0.3], [0.7] * 40],
+    ids=["all-tied", "mixed-ties", "two-levels", "distinct-products-and-ties", "40-tied"],
+)
+def test_pair_selection_is_one_rule_in_numpy_eager_and_onnx(scores, tmp_path):
+    """Ties keep row-major order everywhere: scene_graph.select_pairs (boxes mode), eager SGDetNet and the exported
+    graph (ONNX TopK) must choose the same pairs in the same order, or verify would flag a faithful export."""
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from srg_deploy.scene_graph import select_pairs as numpy_select_pairs
+
+    values = np.asarray(scores, np.float32)
+    path = tmp_path / "pairs.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _PairSelection(5), (torch.rand(6),), str(path), dynamo=False, opset_version=17,
+            input_names=["scores"], output_names=["pairs"], dynamic_axes={"scores": {0: "n"}, "pairs": {0: "p"}},
+        )  # fmt: skip
+    expected = numpy_select_pairs(values.astype(np.float64), 5).tolist()
+    assert select_pairs(torch.from_numpy(values), 5).tolist() == expected
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"scores": values})[0].tolist() == expected
+    assert select_pairs(torch.from_numpy(values), None).tolist() == numpy_select_pairs(values).tolist()
 
 
 @torch.no_grad()
