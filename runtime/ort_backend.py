@@ -16,8 +16,14 @@ from srg_deploy.contract import TensorSpec, input_specs, read_metadata
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.backend import Backend
 
-# ONNX Runtime's type strings for the dtypes the contract uses.
-ORT_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
+# ONNX Runtime's type strings ("tensor(float)") -> numpy, so a declared input can be named in an error message.
+ORT_DTYPES = {
+    f"tensor({name})": np.dtype(dtype)
+    for name, dtype in (
+        ("float", np.float32), ("double", np.float64), ("float16", np.float16), ("bool", np.bool_),
+        *((t, t) for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")),
+    )
+}  # fmt: skip
 
 
 def import_onnxruntime():

@@ -34,6 +34,32 @@ def _root(
     _state["debug"] = debug
 
 
+# A command whose optional dependency is missing names the extra that brings it (the base install is the runtime).
+EXTRAS = {
+    "torch": "export",
+    "torchvision": "export",
+    "safetensors": "export",
+    "matplotlib": "export",
+    "triton": "export",
+    "onnx": "build",
+    "onnxconverter_common": "build",
+    "onnxruntime": "cpu",
+    "ray": "ray",
+    "tensorrt": "trt",
+    "cuda": "trt",
+}
+
+
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The one-line message for an optional dependency that is not installed, or None for any other import error."""
+    package = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(package)
+    if extra is None:
+        return None
+    alternatives = ' (or "srg-deploy[gpu]" for CUDA)' if extra == "cpu" else ""
+    return f'this command needs {package}, which is not installed: pip install "srg-deploy[{extra}]"{alternatives}'
+
+
 def main() -> None:
     """Console-script entry point: user errors become one line and exit code 1 (traceback only with --debug)."""
     _state["debug"] = "--debug" in sys.argv[1:]
@@ -43,6 +69,12 @@ def main() -> None:
         if _state["debug"]:
             raise
         console.print(f"[bold red]error:[/] {escape(str(e))}")
+        sys.exit(1)
+    except ModuleNotFoundError as e:
+        message = missing_extra(e)
+        if message is None or _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {escape(message)}")
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -1,0 +1,157 @@
+"""Install profiles (docs/DESIGN.md §7): the runtime stands alone. A fresh interpreter importing the runtime loads
+neither torch nor the export package, and a venv with only `pip install ".[cpu]"` (no torch, as on an edge device)
+runs `infer`, `bench` and `verify --reference golden.npz` on an ONNX file made by the full install."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import onnx
+import pytest
+from conftest import ROOT, make_frame, run_cli
+
+RUNTIME_VENV = ROOT / ".venv-runtime"
+BOXES = [[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119]]
+
+
+def test_runtime_imports_neither_torch_nor_export():
+    """Every runtime module but the eager backend, the CLI and the runtime's commands, in a fresh interpreter."""
+    code = """
+import importlib, pkgutil, sys
+import srg_deploy.runtime as runtime
+for module in pkgutil.iter_modules(runtime.__path__):
+    if module.name != "torch_backend":
+        importlib.import_module(f"srg_deploy.runtime.{module.name}")
+for name in ("cli", "commands.infer", "commands.verify", "commands.bench", "datasets", "scene_graph", "contract"):
+    importlib.import_module(f"srg_deploy.{name}")
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "onnx", "safetensors"))
+loaded += sorted(m for m in sys.modules if m.startswith(("srg_deploy.export", "srg_deploy.model", "srg_deploy.plugins.roi")))
+print(" ".join(loaded))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"the runtime imported: {result.stdout}"
+
+
+def _source_digest() -> str:
+    """What the runtime venv was built from: pyproject and every package file."""
+    h = hashlib.sha256()
+    for folder in ("srg_deploy", "runtime", "export", "plugins"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(path.as_posix().encode() + path.read_bytes())
+    h.update((ROOT / "pyproject.toml").read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def runtime_bin() -> Path:
+    """`.venv-runtime`: a venv with `pip install ".[cpu]"` only (a real, non-editable install of this checkout).
+    Built once; the package is reinstalled when the sources change."""
+    python = RUNTIME_VENV / "bin" / "python"
+    stamp = RUNTIME_VENV / ".source-digest"
+    digest = _source_digest()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME_VENV)], check=True, timeout=300)
+    if not stamp.is_file() or stamp.read_text() != digest:
+        install = [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(ROOT)]
+        deps = [str(python), "-m", "pip", "install", "--quiet", f"{ROOT}[cpu]"]
+        for command in (deps, install):
+            result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+            assert result.returncode == 0, result.stdout + result.stderr
+        stamp.write_text(digest)
+    return RUNTIME_VENV / "bin"
+
+
+def runtime_cli(bin_dir: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(bin_dir / "srg-deploy"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "COLUMNS": "200"},
+        cwd=cwd,  # not the checkout: the installed package must be the one imported
+    )
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("frames")
+    for k in range(2):
+        assert cv2.imwrite(str(folder / f"f{k}.png"), make_frame(120, 160, seed=k))
+    (folder / "boxes.json").write_text(json.dumps(BOXES))
+    return folder
+
+
+def test_runtime_venv_has_no_torch(runtime_bin, tmp_path):
+    result = subprocess.run(
+        [
+            str(runtime_bin / "python"),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('onnx'))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.stdout.split() == ["None", "None"], result.stdout + result.stderr
+
+
+def test_runtime_venv_infers_and_verifies_against_golden(runtime_bin, small_onnx, small_checkpoint, frames, tmp_path):
+    boxes = frames / "boxes.json"
+    full, edge = tmp_path / "full.jsonl", tmp_path / "edge.jsonl"
+    golden = tmp_path / "golden.npz"
+    made = run_cli(
+        "verify", small_onnx, "--reference", small_checkpoint, "--source", frames, "--boxes", boxes,
+        "--save-reference", golden,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert run_cli("infer", small_onnx, "--source", frames, "--boxes", boxes, "--json", full).returncode == 0
+
+    result = runtime_cli(
+        runtime_bin, "infer", small_onnx, "--source", frames, "--boxes", boxes, "--json", edge, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    strip = [{k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in full.read_text().splitlines()]
+    assert [
+        {k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in edge.read_text().splitlines()
+    ] == strip
+
+    result = runtime_cli(runtime_bin, "verify", small_onnx, "--reference", golden, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[✓]" in result.stdout and "golden" in result.stdout
+
+    tampered = tmp_path / "tampered.onnx"
+    proto = onnx.load(str(small_onnx))
+    (weight,) = [t for t in proto.graph.initializer if t.name == "union_embed.weight"]
+    weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) * 1.05, weight.name))
+    onnx.save(proto, str(tampered))
+    result = runtime_cli(runtime_bin, "verify", tampered, "--reference", golden, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "fails verification" in result.stderr and "relation_logits: max abs error" in result.stderr
+
+    result = runtime_cli(
+        runtime_bin, "bench", small_onnx, "--image-size", "96x128", "--boxes", "3", "--iters", "1", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "roi_pool5" in result.stdout
+
+
+def test_runtime_venv_names_the_missing_extra(runtime_bin, small_checkpoint, tmp_path):
+    result = runtime_cli(runtime_bin, "export", small_checkpoint, "-o", tmp_path / "m.onnx", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: this command needs torch, which is not installed: pip install "srg-deploy[export]"'
+    )
+    result = runtime_cli(
+        runtime_bin, "infer", small_checkpoint, "--source", "synthetic:64x48", "--max-frames", "1", cwd=tmp_path
+    )
+    assert result.returncode == 1 and 'pip install "srg-deploy[export]"' in result.stderr
