@@ -16,5 +16,8 @@ def __getattr__(name: str) -> Any:
     if name == "roi_pool":
         from srg_deploy.plugins.roi_pool import roi_pool
 
+        # Importing the submodule bound the package attribute `roi_pool` to the module; `from srg_deploy.plugins
+        # import roi_pool` reads that attribute after this call, so rebind it to the function.
+        globals()["roi_pool"] = roi_pool
         return roi_pool
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
