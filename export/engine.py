@@ -2,7 +2,9 @@
 
 Precision comes from the ONNX itself (TensorRT 11 has no FP16 builder flag; strongly typed on 10.x too): an fp32
 ONNX builds an fp32 engine (TF32 off: fp32 means fp32), an fp16 ONNX from `fp16.fp16_from_onnx` an fp16 engine.
-TensorRT is imported only inside these functions, so everything else works where it is missing.
+TensorRT is imported only inside these functions, so everything else works where it is missing. What the runtime
+shares with the builder (TensorRT and CUDA imports, GPU identity, the sidecar format) lives in
+`srg_deploy.runtime.tensorrt_env`, so the runtime never imports this package.
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ import onnx
 
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_ID, PLUGIN_VERSION
-
-TRT_INSTALL_HINT = 'pip install "srg-deploy[trt]" (TensorRT 10.9+ and cuda-python, on a machine with an NVIDIA GPU)'
-SIDECAR_SUFFIX = ".json"
+from srg_deploy.runtime.tensorrt_env import (
+    SIDECAR_FORMAT,
+    check_plugin_api,
+    driver_cuda_version,
+    gpu_identity,
+    import_cudart,
+    import_tensorrt,
+    ptx_isa_text,
+)
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,6 @@ class Profile:
         return shapes
 
 
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise SRGError(f"TensorRT is required for this step and is not installed: {TRT_INSTALL_HINT}") from None
-    return trt
-
-
 def onnx_for_tensorrt(proto: onnx.ModelProto) -> bytes:
     """The model without its local functions: TensorRT must map each srg::roi_pool node to the registered plugin
     (the function body, MaxRoiPool, is for ONNX Runtime and is not a TensorRT op)."""
@@ -68,6 +68,15 @@ def onnx_for_tensorrt(proto: onnx.ModelProto) -> bytes:
     return copy.SerializeToString()
 
 
+@dataclass(frozen=True)
+class PluginBuild:
+    """How an engine runs srg::roi_pool: the kernel compiled into it ("aot", with its PTX ISA, e.g. 85) or a call
+    back into Python ("jit", TensorRT 10.6-10.8). The runtime imports the plugin module for JIT engines only."""
+
+    implementation: str
+    ptx_isa: int | None
+
+
 def engine_from_onnx(
     proto: onnx.ModelProto,
     mode: str,
@@ -75,10 +84,15 @@ def engine_from_onnx(
     *,
     timing_cache: Path | None = None,
     opt_level: int | None = None,
-) -> bytes:
-    """Parse, configure and build; returns the serialized engine. Errors name the failing node or setting."""
+) -> tuple[bytes, PluginBuild]:
+    """Parse, configure and build; returns the serialized engine and how its plugin runs. Errors name the failing
+    node or setting."""
     trt = import_tensorrt()
-    import srg_deploy.plugins.trt_plugin  # noqa: F401  registers srg::roi_pool before parsing
+    check_plugin_api(trt.__version__)
+    from srg_deploy.plugins import trt_plugin  # registers srg::roi_pool before parsing
+
+    trt_plugin.compiled_kernels.clear()
+    trt_plugin.refusals.clear()
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -105,57 +119,52 @@ def engine_from_onnx(
     config.set_timing_cache(cache, True)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
+        if trt_plugin.refusals:  # our own one-line reason, which TensorRT only logged
+            raise trt_plugin.refusals[0]
         raise SRGError("TensorRT failed to build the engine (see the TensorRT messages above)")
     if timing_cache:
         from srg_deploy.atomic import write_bytes
 
         write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(serialized))
-
-
-def gpu_identity() -> dict[str, object]:
-    """Name and compute capability of GPU 0, through cuda-python (what the engine is built for and must run on)."""
-    cudart = import_cudart()
-    err, props = cudart.cudaGetDeviceProperties(0)
-    if getattr(err, "value", err) != 0:
-        raise SRGError("no NVIDIA GPU is available (cudaGetDeviceProperties failed); TensorRT engines need one")
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return {"name": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
-
-
-def import_cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python, as in TensorRT 10.9-10.13 samples
-        except ImportError:
-            raise SRGError(
-                f"cuda-python is required for TensorRT engines and is not installed: {TRT_INSTALL_HINT}"
-            ) from None
-    return cudart
+    kernels = trt_plugin.compiled_kernels  # filled by aot_impl when TensorRT chose the AOT implementation
+    plugin = PluginBuild("aot", max(k.ptx_isa for k in kernels)) if kernels else PluginBuild("jit", None)
+    return bytes(memoryview(serialized)), plugin
 
 
 def sidecar(
-    proto: onnx.ModelProto, onnx_bytes_sha256: str, mode: str, precision: str, profile: Profile, build_flags: dict
+    proto: onnx.ModelProto,
+    onnx_bytes_sha256: str,
+    mode: str,
+    precision: str,
+    profile: Profile,
+    plugin: PluginBuild,
+    build_flags: dict,
 ) -> dict[str, object]:
-    """What `model.engine.json` records: enough to refuse a mismatched runtime and to rebuild the engine."""
-    import tensorrt as trt
-
+    """What `model.engine.json` records: enough to refuse a mismatched runtime and to rebuild the engine.
+    `runtime.tensorrt_env.read_sidecar` reads it back."""
     from srg_deploy.export.onnx_export import metadata
 
+    cudart = import_cudart()
+    cuda = driver_cuda_version(cudart)
     meta = metadata(proto)
     return {
-        "format": "srg-deploy-engine/1",
+        "format": SIDECAR_FORMAT,
         "mode": mode,
         "precision": precision,
         "max_pairs": int(meta["max_pairs"]) if meta.get("max_pairs") else None,
         "config": json.loads(meta["config"]),
         "io": io_spec(proto),
         "profile": {name: [list(s) for s in shapes] for name, shapes in profile.shapes(mode).items()},
-        "tensorrt_version": trt.__version__,
-        "gpu": gpu_identity(),
-        "plugin": {"id": PLUGIN_ID, "version": PLUGIN_VERSION, "attributes": list(ATTRIBUTES)},
+        "tensorrt_version": import_tensorrt().__version__,
+        "gpu": gpu_identity(cudart),
+        "cuda_driver": f"{cuda[0]}.{cuda[1]}",
+        "plugin": {
+            "id": PLUGIN_ID,
+            "version": PLUGIN_VERSION,
+            "attributes": list(ATTRIBUTES),
+            "implementation": plugin.implementation,
+            "ptx_isa": ptx_isa_text(plugin.ptx_isa) if plugin.ptx_isa is not None else None,
+        },
         "source_onnx_sha256": onnx_bytes_sha256,
         "build_flags": build_flags,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -9,11 +9,12 @@ TRITON_INTERPRET=1 set before this module is first imported (slow: correctness t
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from srg_deploy.errors import SRGError
-from srg_deploy.plugins.roi_pool_kernel import BLOCK_C, BLOCK_W, NUM_WARPS, grid, roi_pool_kernel
+
+if TYPE_CHECKING:
+    import torch
 
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -21,7 +22,14 @@ _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 def roi_pool(
     features: torch.Tensor, rois: torch.Tensor, output_size: int | tuple[int, int], spatial_scale: float = 1.0
 ) -> torch.Tensor:
-    """Fast R-CNN RoI max pooling: features [B,C,H,W] fp32/fp16, rois [R,5] fp32 -> [R,C,PH,PW] (features' dtype)."""
+    """Fast R-CNN RoI max pooling: features [B,C,H,W] fp32/fp16, rois [R,5] fp32 -> [R,C,PH,PW] (features' dtype).
+
+    torch and Triton are imported here, not at module level, so `import srg_deploy.plugins` stays free for the
+    runtime (which reads only the plugin's spec)."""
+    import torch
+
+    from srg_deploy.plugins.roi_pool_kernel import BLOCK_C, BLOCK_W, NUM_WARPS, grid, roi_pool_kernel
+
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     if features.dim() != 4:
         raise SRGError(f"roi_pool: features must be [B,C,H,W]; got shape {tuple(features.shape)}")

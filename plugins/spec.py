@@ -3,6 +3,10 @@ function and the TensorRT registration all follow (tests read each of them back 
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 PLUGIN_DOMAIN = "srg"  # ONNX domain of the node and TensorRT plugin namespace
 PLUGIN_NAME = "roi_pool"
 PLUGIN_VERSION = "1"
@@ -10,6 +14,29 @@ PLUGIN_ID = f"{PLUGIN_DOMAIN}::{PLUGIN_NAME}"
 
 # Plugin attributes in registration order (TensorRT's AOT path passes them positionally).
 ATTRIBUTES = ("pooled_shape", "spatial_scale")
+
+
+class Int32Array:
+    """Annotation of an int32 array plugin attribute (ONNX INTS), accepted by `tensorrt.plugin` 10.6 to 11.x.
+
+    The documented `numpy.typing.NDArray[np.int32]` breaks registration on TensorRT 10.6 to 11.1: `_validate.py`
+    calls `issubclass()` on every annotation, which raises TypeError for a generic alias on Python >= 3.13, and for
+    numpy >= 2.5's NDArray (a PEP 695 alias) on any Python; 11.2 guards the call with `inspect.isclass`.
+    `tensorrt.plugin` recognizes an array annotation by `__origin__ is np.ndarray` and reads the dtype from
+    `__args__[1]`, so a plain class that carries both passes every version's checks as NDArray[int32] does,
+    whatever numpy and Python make of generics."""
+
+    __origin__ = np.ndarray
+    __args__ = (Any, np.dtype[np.int32])
+
+
+class Float32Array:
+    """Annotation of a float32 array plugin attribute (ONNX FLOAT, one element), for the reason `Int32Array` gives.
+    An array and not `float`: TensorRT up to 11.1 decodes scalar attributes with `float(array)`, which numpy >= 2.4
+    refuses for a one-element 1-D array (11.2 decodes `float(array[0])`)."""
+
+    __origin__ = np.ndarray
+    __args__ = (Any, np.dtype[np.float32])
 
 
 def node_attributes(pooled_shape: list[int] | tuple[int, int], spatial_scale: float) -> dict[str, object]:

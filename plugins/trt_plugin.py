@@ -1,39 +1,52 @@
-"""The TensorRT plugin `srg::roi_pool`, written with TensorRT's Python plugin API (`tensorrt.plugin`).
+"""The TensorRT plugin `srg::roi_pool`, written with TensorRT's Python plugin API (`tensorrt.plugin`, 10.6+).
 
-Importing this module registers the plugin. TensorRT's ONNX parser maps our exported `roi_pool` nodes (domain
-`srg`, `plugin_namespace="srg"`) to it and loads, in registration order, the node attributes named in `register`
-below; spec.ATTRIBUTES lists the same names in the same order, and a test reads both.
+Importing this module registers the plugin; only the engine builder and the runtime of JIT engines import it.
+TensorRT's ONNX parser maps our exported `roi_pool` nodes (domain `srg`, `plugin_namespace="srg"`) to it and loads,
+in registration order, the node attributes named in `register` below; spec.ATTRIBUTES lists the same names in the
+same order, and a test reads both.
 
-- Attribute types follow what the parser produces: ONNX INTS -> int32 array, FLOAT -> float32. `spatial_scale` is
-  declared as a one-element float32 array because TensorRT 10.x decodes scalar attributes with
-  `float(np.array([x]))`, which numpy 2 refuses; arrays are decoded with `astype` on every version.
+- Attribute annotations are spec.Int32Array / spec.Float32Array, not `npt.NDArray[...]`: see spec.py (TensorRT
+  10.6-11.1 raise TypeError on NDArray with Python >= 3.13 or numpy >= 2.5). ONNX INTS arrive as int32, FLOAT as
+  float32; `spatial_scale` is a one-element array because TensorRT <= 11.1 decodes scalar attributes in a way
+  numpy >= 2.4 refuses.
 - `aot_impl` (TensorRT >= 10.9) is called with *every* attribute positionally, so it declares them all, in order.
-  Engines built with it carry the kernel's PTX and run without Python. `impl` (JIT) serves older 10.x; when both
-  exist the engine builder asks for AOT with NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS.
+  Engines built with it carry the kernel's PTX and run without Python; the kernels it compiled in this process are
+  in `compiled_kernels`, which the engine builder records in the sidecar, and what it refused in `refusals`.
+  `impl` (JIT: Python, PyTorch and Triton at run time) serves 10.6-10.8; when both exist the builder asks for AOT
+  with PREFER_AOT_PYTHON_PLUGINS.
 """
 
 # No `from __future__ import annotations` here: tensorrt.plugin validates these functions' annotations as real
 # types (typing.Tuple/List/Union, as in NVIDIA's samples), and postponed annotations would turn them into strings.
+import functools
 from typing import List, Tuple, Union
 
-import numpy as np
-import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from srg_deploy.plugins.aot import compile_roi_pool
+from srg_deploy.errors import SRGError
+from srg_deploy.plugins.aot import AotKernel, aot_kernel
 from srg_deploy.plugins.roi_pool_kernel import BLOCK_C, BLOCK_W, NUM_WARPS, grid, roi_pool_kernel
-from srg_deploy.plugins.spec import PLUGIN_ID
+from srg_deploy.plugins.spec import PLUGIN_ID, Float32Array, Int32Array
+from srg_deploy.runtime.tensorrt_env import driver_cuda_version, import_cudart, max_ptx_isa
 
 _DTYPES = {trt.DataType.FLOAT: "fp32", trt.DataType.HALF: "fp16"}
+compiled_kernels: List[AotKernel] = []  # what aot_impl handed TensorRT in this process, in order
+refusals: List[SRGError] = []  # what aot_impl refused: TensorRT only logs a callback's exception, the builder re-raises
+
+
+@functools.lru_cache(maxsize=1)
+def _driver_ptx_isa() -> int:
+    """The newest PTX ISA this machine's driver loads: the engine's kernel must not be newer."""
+    return max_ptx_isa(driver_cuda_version(import_cudart()))
 
 
 @trtp.register(PLUGIN_ID)
 def roi_pool_desc(
     features: trtp.TensorDesc,
     rois: trtp.TensorDesc,
-    pooled_shape: npt.NDArray[np.int32],
-    spatial_scale: npt.NDArray[np.float32],
+    pooled_shape: Int32Array,
+    spatial_scale: Float32Array,
 ) -> trtp.TensorDesc:
     """[B,C,H,W] features and [R,5] rois -> [R,C,PH,PW] in the features' type."""
     ph, pw = (int(v) for v in pooled_shape)
@@ -48,41 +61,49 @@ def roi_pool_autotune(
     return [trtp.AutoTuneCombination("FP32|FP16, FP32, FP32|FP16", "LINEAR")]
 
 
-def roi_pool_aot_impl(
-    features: trtp.TensorDesc,
-    rois: trtp.TensorDesc,
-    pooled_shape: npt.NDArray[np.int32],
-    spatial_scale: npt.NDArray[np.float32],
-    outputs: Tuple[trtp.TensorDesc],
-    tactic: int,
-) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
-    """PTX of the Triton kernel for this engine's GPU, with pooled size and scale baked in (TensorRT's AOT
-    launch passes only tensors and int32 scalars: R, C, H, W, between the inputs and the output)."""
-    ph, pw = (int(v) for v in pooled_shape)
-    compiled = compile_roi_pool(_DTYPES[features.dtype], (ph, pw), float(spatial_scale[0]))
-    num_rois, channels = rois.shape_expr[0], features.shape_expr[1]
-    launch = trtp.KernelLaunchParams()
-    launch.grid_x = trtp.max(num_rois, 1)  # a zero-size grid is a launch error; the kernel returns for r >= R
-    launch.grid_y = trtp.cdiv(channels, BLOCK_C)
-    launch.grid_z = ph * pw
-    launch.block_x = compiled.metadata.num_warps * 32
-    launch.shared_mem = compiled.metadata.shared
-    extra_args = trtp.SymIntExprs(4)
-    for k, expr in enumerate((num_rois, channels, features.shape_expr[2], features.shape_expr[3])):
-        extra_args[k] = trtp.SymInt32(expr)
-    return compiled.metadata.name, compiled.asm["ptx"], launch, extra_args
+# TensorRT >= 10.9. Defined only there: its annotations name types (KernelLaunchParams) that 10.6-10.8 lack, and
+# annotations are evaluated when the function is defined.
+if hasattr(trtp, "aot_impl"):
 
-
-if hasattr(trtp, "aot_impl"):  # TensorRT >= 10.9
-    trtp.aot_impl(PLUGIN_ID)(roi_pool_aot_impl)
+    @trtp.aot_impl(PLUGIN_ID)
+    def roi_pool_aot_impl(
+        features: trtp.TensorDesc,
+        rois: trtp.TensorDesc,
+        pooled_shape: Int32Array,
+        spatial_scale: Float32Array,
+        outputs: Tuple[trtp.TensorDesc],
+        tactic: int,
+    ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
+        """PTX of the Triton kernel for this engine's GPU and driver, with pooled size and scale baked in (TensorRT's
+        AOT launch passes only tensors and int32 scalars: R, C, H, W, between the inputs and the output)."""
+        ph, pw = (int(v) for v in pooled_shape)
+        try:
+            kernel = aot_kernel(
+                _DTYPES[features.dtype], (ph, pw), float(spatial_scale[0]), max_ptx_isa=_driver_ptx_isa()
+            )
+        except SRGError as e:
+            refusals.append(e)
+            raise
+        compiled_kernels.append(kernel)
+        num_rois, channels = rois.shape_expr[0], features.shape_expr[1]
+        launch = trtp.KernelLaunchParams()
+        launch.grid_x = trtp.max(num_rois, 1)  # a zero-size grid is a launch error; the kernel returns for r >= R
+        launch.grid_y = trtp.cdiv(channels, BLOCK_C)
+        launch.grid_z = ph * pw
+        launch.block_x = kernel.num_warps * 32
+        launch.shared_mem = kernel.shared
+        extra_args = trtp.SymIntExprs(4)
+        for k, expr in enumerate((num_rois, channels, features.shape_expr[2], features.shape_expr[3])):
+            extra_args[k] = trtp.SymInt32(expr)
+        return kernel.name, kernel.ptx, launch, extra_args
 
 
 @trtp.impl(PLUGIN_ID)
 def roi_pool_impl(
     features: trtp.Tensor,
     rois: trtp.Tensor,
-    pooled_shape: npt.NDArray[np.int32],
-    spatial_scale: npt.NDArray[np.float32],
+    pooled_shape: Int32Array,
+    spatial_scale: Float32Array,
     outputs: Tuple[trtp.Tensor],
     stream: int,
 ) -> None:

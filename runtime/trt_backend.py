@@ -2,12 +2,13 @@
 
 Every output goes through an IOutputAllocator, so data-dependent shapes (sgdet's detections and pairs) and empty
 outputs (N = 0, P = 0) need no special case. The sidecar is checked first: an engine only runs on the TensorRT
-version and GPU it was built for, and saying so beats TensorRT's own deserialization error.
+version and GPU it was built for, and its RoI kernel only on a driver that loads its PTX; saying so beats TensorRT's
+own errors. Engines with the AOT plugin (TensorRT >= 10.9) carry their kernel and need neither PyTorch, Triton nor
+the plugin module; only JIT engines import `srg_deploy.plugins.trt_plugin`.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -16,31 +17,18 @@ import numpy as np
 from srg_deploy.config import SRGConfig
 from srg_deploy.contract import TensorSpec, input_specs
 from srg_deploy.errors import SRGError
-from srg_deploy.export.engine import SIDECAR_SUFFIX, gpu_identity, import_cudart, import_tensorrt
 from srg_deploy.runtime.backend import Backend
-
-
-def read_sidecar(engine_path: Path) -> dict:
-    path = Path(str(engine_path) + SIDECAR_SUFFIX)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SRGError(
-            f"{engine_path} has no sidecar {path.name}; build engines with `srg-deploy build-engine`"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise SRGError(f"{path} is not valid JSON: {e}") from None
-    if data.get("format") != "srg-deploy-engine/1":
-        raise SRGError(f"{path} is not an srg-deploy engine sidecar")
-    return data
-
-
-def _check(call) -> object:
-    """cuda-python calls return (error, *results)."""
-    err, *results = call
-    if getattr(err, "value", err) != 0:
-        raise RuntimeError(f"CUDA error {int(err)} ({err})")
-    return results[0] if len(results) == 1 else (results or None)
+from srg_deploy.runtime.tensorrt_env import (
+    check_cuda,
+    driver_cuda_version,
+    gpu_identity,
+    import_cudart,
+    import_tensorrt,
+    max_ptx_isa,
+    ptx_isa_from_text,
+    ptx_isa_text,
+    read_sidecar,
+)
 
 
 class _Allocator:
@@ -74,8 +62,8 @@ class _Allocator:
             pointer, capacity = self.buffers.get(name, (0, 0))
             if size > capacity:
                 if pointer:
-                    _check(self.cudart.cudaFree(pointer))
-                pointer = _check(self.cudart.cudaMalloc(size))
+                    check_cuda(self.cudart, self.cudart.cudaFree(pointer))
+                pointer = check_cuda(self.cudart, self.cudart.cudaMalloc(size))
                 self.buffers[name] = (pointer, size)
             return pointer
 
@@ -100,13 +88,29 @@ class TrtBackend(Backend):
                 f"{path} was built with TensorRT {meta['tensorrt_version']} but this is TensorRT {trt.__version__};"
                 " rebuild it here with `srg-deploy build-engine`"
             )
-        gpu = gpu_identity()
+        gpu = gpu_identity(cudart)
         if gpu["compute_capability"] != meta["gpu"]["compute_capability"]:
             raise SRGError(
                 f"{path} was built for {meta['gpu']['name']} (compute capability {meta['gpu']['compute_capability']})"
                 f" but this GPU is {gpu['name']} ({gpu['compute_capability']}); rebuild it here"
             )
-        import srg_deploy.plugins.trt_plugin  # noqa: F401  JIT engines need the plugin defined in this process
+        if meta["plugin"]["implementation"] == "aot":
+            cuda = driver_cuda_version(cudart)
+            limit = max_ptx_isa(cuda)
+            if ptx_isa_from_text(meta["plugin"]["ptx_isa"]) > limit:
+                raise SRGError(
+                    f"{path}'s RoI pooling kernel is PTX ISA {meta['plugin']['ptx_isa']}, but this NVIDIA driver"
+                    f" (CUDA {cuda[0]}.{cuda[1]}) loads PTX up to {ptx_isa_text(limit)}: update the driver, or"
+                    " rebuild the engine on this machine"
+                )
+        else:
+            try:  # a JIT engine calls back into the plugin's Python: it must be registered in this process
+                import srg_deploy.plugins.trt_plugin  # noqa: F401
+            except ImportError as e:
+                raise SRGError(
+                    f"{path} runs its RoI pooling plugin through Python (built with TensorRT < 10.9), which needs"
+                    f" {e.name} here: install PyTorch and Triton, or rebuild the engine with TensorRT >= 10.9"
+                ) from None
 
         self.trt, self.cudart = trt, cudart
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -115,7 +119,7 @@ class TrtBackend(Backend):
         if self.engine is None:
             raise SRGError(f"TensorRT cannot deserialize {path}: the file is corrupt or was not built by this TensorRT")
         self.context = self.engine.create_execution_context()
-        self.stream = _check(cudart.cudaStreamCreate())
+        self.stream = check_cuda(cudart, cudart.cudaStreamCreate())
         self.allocator = _Allocator(trt, cudart)
         self.inputs_memory: dict[str, tuple[int, int]] = {}
         names = [self.engine.get_tensor_name(k) for k in range(self.engine.num_io_tensors)]
@@ -145,8 +149,8 @@ class TrtBackend(Backend):
         pointer, capacity = self.inputs_memory.get(name, (0, 0))
         if max(nbytes, 1) > capacity:
             if pointer:
-                _check(self.cudart.cudaFree(pointer))
-            pointer = _check(self.cudart.cudaMalloc(max(nbytes, 1)))
+                check_cuda(self.cudart, self.cudart.cudaFree(pointer))
+            pointer = check_cuda(self.cudart, self.cudart.cudaMalloc(max(nbytes, 1)))
             self.inputs_memory[name] = (pointer, max(nbytes, 1))
         return pointer
 
@@ -156,12 +160,12 @@ class TrtBackend(Backend):
         for name, array in inputs.items():
             pointer = self._input_pointer(name, array.nbytes)
             if array.nbytes:
-                _check(cudart.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, h2d, self.stream))
+                check_cuda(cudart, cudart.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, h2d, self.stream))
             self.context.set_input_shape(name, array.shape)
             self.context.set_tensor_address(name, pointer)
         if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        _check(cudart.cudaStreamSynchronize(self.stream))
+        check_cuda(cudart, cudart.cudaStreamSynchronize(self.stream))
         outputs = {}
         for name in self.output_tensors:
             shape = self.allocator.shapes[name]
@@ -169,9 +173,9 @@ class TrtBackend(Backend):
             host = np.empty(shape, dtype)
             if host.nbytes:
                 pointer = self.allocator.buffers[name][0]
-                _check(cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, d2h, self.stream))
+                check_cuda(cudart, cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes, d2h, self.stream))
             outputs[name] = host
-        _check(cudart.cudaStreamSynchronize(self.stream))
+        check_cuda(cudart, cudart.cudaStreamSynchronize(self.stream))
         return outputs
 
     def _close(self) -> None:

@@ -4,26 +4,49 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, run_cli, small_config
 from onnx import TensorProto
 
+from srg_deploy.checkpoint import random_model
+from srg_deploy.contract import DISCRETE_OUTPUTS
 from srg_deploy.export.fp16 import coordinate_nodes, fp16_from_onnx
-from srg_deploy.export.onnx_export import metadata
+from srg_deploy.export.onnx_export import metadata, onnx_from_model
 from srg_deploy.plugins.spec import PLUGIN_NAME
 from srg_deploy.runtime.compare import compare_outputs, top1_agreement
 from srg_deploy.runtime.judge import Gates
 from srg_deploy.runtime.ort_backend import OrtBackend
+from srg_deploy.runtime.tensorrt_env import SIDECAR_FORMAT, sidecar_path
 from srg_deploy.runtime.torch_backend import TorchBackend
 from srg_deploy.runtime.verify import sample_cases, verify
 
-HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-trt_only = pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT not installed")
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no NVIDIA GPU")
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        return False
+
+
+HAS_TENSORRT = installed("tensorrt")
+MISSING = [
+    what
+    for what, present in (
+        ("TensorRT", HAS_TENSORRT),
+        ("cuda-python", installed("cuda.bindings") or installed("cuda.cudart")),
+        ("an NVIDIA GPU", torch.cuda.is_available()),
+    )
+    if not present
+]
+needs_tensorrt = pytest.mark.skipif(
+    bool(MISSING), reason=f"needs TensorRT >= 10.9, cuda-python and an NVIDIA GPU; missing: {', '.join(MISSING)}"
+)
 
 
 def elem_types(proto: onnx.ModelProto) -> dict[str, int]:
@@ -82,7 +105,7 @@ def test_build_engine_argument_errors(small_onnx, tmp_path):
         run_cli("build-engine", small_onnx, "-o", engine, "--onnx-out", tmp_path / "x.onnx"), "needs --fp16"
     )
     assert_clean_error(
-        run_cli("build-engine", small_onnx, "-o", engine, "--opt-size", "600by800"), "--opt-size must look like"
+        run_cli("build-engine", small_onnx, "-o", engine, "--opt-size", "600by800"), "--opt-size must look like 600x800"
     )
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     assert_clean_error(run_cli("build-engine", tmp_path / "junk.onnx", "-o", engine), "not a readable ONNX model")
@@ -91,6 +114,8 @@ def test_build_engine_argument_errors(small_onnx, tmp_path):
 
 # ---- TensorRT: these run unchanged on a machine with TensorRT >= 10.9, cuda-python and an NVIDIA GPU ----
 
+SIZES = ["--min-size", "64x64", "--opt-size", "128x160", "--max-size", "256x256"]
+
 
 @pytest.fixture(scope="module")
 def engines(small_onnx, tmp_path_factory):
@@ -98,45 +123,15 @@ def engines(small_onnx, tmp_path_factory):
     built = {}
     for precision in ("fp32", "fp16"):
         path = folder / f"model-{precision}.engine"
-        args = [
-            "build-engine",
-            small_onnx,
-            "-o",
-            path,
-            "--max-boxes",
-            "16",
-            "--max-pairs",
-            "120",
-            "--max-size",
-            "256x256",
-        ]
+        args = ["build-engine", small_onnx, "-o", path, "--max-boxes", "16", "--max-pairs", "120", *SIZES]
         result = run_cli(*args, *(["--fp16"] if precision == "fp16" else []))
         assert result.returncode == 0, result.stderr
         built[precision] = path
     return built
 
 
-@pytest.mark.trt
-@trt_only
-@needs_gpu
-def test_engine_sidecar(engines):
-    import tensorrt as trt
-
-    meta = json.loads(engines["fp16"].with_name(engines["fp16"].name + ".json").read_text())
-    assert meta["precision"] == "fp16" and meta["mode"] == "boxes" and meta["tensorrt_version"] == trt.__version__
-    assert meta["plugin"]["id"] == "srg::roi_pool" and len(meta["config"]["predicates"]) == 50
-    assert meta["gpu"]["name"] == torch.cuda.get_device_name() and len(meta["source_onnx_sha256"]) == 64
-    assert [i["name"] for i in meta["io"]["inputs"]] == ["image", "boxes", "pairs"]
-
-
-@pytest.mark.trt
-@trt_only
-@needs_gpu
-@pytest.mark.parametrize("n_boxes", [0, 1, 6])
-def test_engine_parity_with_eager(engines, small_model, n_boxes):
-    from srg_deploy.runtime.trt_backend import TrtBackend
-
-    rng = np.random.default_rng(n_boxes)
+def boxes_inputs(n_boxes: int) -> dict[str, np.ndarray]:
+    """A 120x161 image, up to six boxes (partly outside, zero-size, inverted, whole frame) and all their pairs."""
     boxes = np.array(
         [
             [8, 12, 120, 90],
@@ -148,11 +143,34 @@ def test_engine_parity_with_eager(engines, small_model, n_boxes):
         ],
         np.float32,
     )[:n_boxes]
-    inputs = {
-        "image": rng.standard_normal((1, 3, 120, 161)).astype(np.float32),
+    return {
+        "image": np.random.default_rng(n_boxes).standard_normal((1, 3, 120, 161)).astype(np.float32),
         "boxes": boxes,
         "pairs": np.stack(np.triu_indices(n_boxes, 1), 1).astype(np.int64),
     }
+
+
+@pytest.mark.trt
+@needs_tensorrt
+def test_engine_sidecar(engines):
+    import tensorrt as trt
+
+    meta = json.loads(sidecar_path(engines["fp16"]).read_text())
+    assert meta["format"] == SIDECAR_FORMAT and meta["tensorrt_version"] == trt.__version__
+    assert meta["precision"] == "fp16" and meta["mode"] == "boxes" and len(meta["config"]["predicates"]) == 50
+    assert meta["plugin"]["id"] == "srg::roi_pool" and meta["plugin"]["implementation"] == "aot"
+    assert meta["plugin"]["ptx_isa"] and meta["cuda_driver"]
+    assert meta["gpu"]["name"] == torch.cuda.get_device_name() and len(meta["source_onnx_sha256"]) == 64
+    assert [i["name"] for i in meta["io"]["inputs"]] == ["image", "boxes", "pairs"]
+
+
+@pytest.mark.trt
+@needs_tensorrt
+@pytest.mark.parametrize("n_boxes", [0, 1, 6])
+def test_engine_parity_with_eager(engines, small_model, n_boxes):
+    from srg_deploy.runtime.trt_backend import TrtBackend
+
+    inputs = boxes_inputs(n_boxes)
     ref = TorchBackend(small_model).run(inputs)
     with TrtBackend(engines["fp32"]) as fp32, TrtBackend(engines["fp16"]) as fp16:
         got32, got16 = fp32.run(inputs), fp16.run(inputs)
@@ -165,20 +183,85 @@ def test_engine_parity_with_eager(engines, small_model, n_boxes):
         assert top1_agreement(ref["relation_logits"], got16["relation_logits"]) >= 0.95
 
 
+RUN_IN_FRESH_PROCESS = """
+import sys
+import numpy as np
+from srg_deploy.runtime.trt_backend import TrtBackend
+with TrtBackend(sys.argv[1]) as backend:
+    outputs = backend.run(dict(np.load(sys.argv[2])))
+np.savez(sys.argv[3], **outputs)
+loaded = [m for m in ("srg_deploy.plugins.trt_plugin", "srg_deploy.plugins.aot", "torch", "triton") if m in sys.modules]
+assert not loaded, f"the engine pulled in {loaded}"
+"""
+
+
 @pytest.mark.trt
-@trt_only
-@needs_gpu
+@needs_tensorrt
+def test_aot_engine_runs_without_the_plugin_module(engines, small_model, tmp_path):
+    """An AOT engine carries its kernel: a fresh process that never imports the plugin module, PyTorch or Triton
+    (so nothing registers srg::roi_pool there) loads and runs it, and it still matches eager."""
+    assert json.loads(sidecar_path(engines["fp32"]).read_text())["plugin"]["implementation"] == "aot"
+    inputs = boxes_inputs(6)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    args = [engines["fp32"], tmp_path / "inputs.npz", tmp_path / "outputs.npz"]
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_IN_FRESH_PROCESS, *map(str, args)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    got = dict(np.load(tmp_path / "outputs.npz"))
+    for d in compare_outputs(TorchBackend(small_model).run(inputs), got).values():
+        assert d.same_shape and d.max_rel <= 1e-3, d
+
+
+@pytest.mark.trt
+@needs_tensorrt
+@pytest.mark.parametrize("threshold", [0.0, 1.0], ids=["detections", "none-detected"])
+def test_sgdet_engine_matches_onnxruntime_and_eager(threshold, tmp_path):
+    """The detector graph: how many RoIs reach the plugin is decided inside the engine (NMS, score threshold), so
+    the plugin's input and every output have data-dependent sizes, zero included."""
+    from srg_deploy.runtime.trt_backend import TrtBackend
+
+    model = random_model(small_config(score_threshold=threshold, max_detections=8), seed=3)
+    with torch.no_grad():  # peaked class scores: an untrained head's near-ties would let rounding pick other boxes
+        model.object_head.weight.mul_(20)
+    onnx_path, engine = tmp_path / "sgdet.onnx", tmp_path / "sgdet.engine"
+    onnx_path.write_bytes(onnx_from_model(model, "sgdet").SerializeToString())
+    result = run_cli("build-engine", onnx_path, "-o", engine, *SIZES)
+    assert result.returncode == 0, result.stderr
+    image = {"image": np.random.default_rng(0).standard_normal((1, 3, 96, 131)).astype(np.float32)}
+    with TrtBackend(engine) as trt_backend:
+        assert trt_backend.mode == "sgdet"
+        got = trt_backend.run(image)
+    n = len(got["boxes"])
+    assert (n > 0) == (threshold == 0.0) and got["relation_logits"].shape == (n * (n - 1) // 2, 2, 51)
+    for reference in (OrtBackend(onnx_path).run(image), TorchBackend(model, mode="sgdet").run(image)):
+        for name, d in compare_outputs(reference, got).items():
+            assert d.same_shape, (name, d)
+            if name in DISCRETE_OUTPUTS:
+                assert np.array_equal(reference[name], got[name]), name
+            else:
+                assert d.max_rel <= 1e-3, (name, d)
+
+
+@pytest.mark.trt
+@needs_tensorrt
 def test_engine_errors(engines, tmp_path, write_image, write_json):
-    corrupt = tmp_path / "corrupt.engine"
-    corrupt.write_bytes(engines["fp32"].read_bytes()[:1000])
-    meta = json.loads(engines["fp32"].with_name(engines["fp32"].name + ".json").read_text())
-    corrupt.with_name("corrupt.engine.json").write_text(json.dumps(meta))
-    other = tmp_path / "other.engine"
-    other.write_bytes(engines["fp32"].read_bytes())
-    other.with_name("other.engine.json").write_text(json.dumps({**meta, "tensorrt_version": "9.0.0"}))
+    meta = json.loads(sidecar_path(engines["fp32"]).read_text())
+
+    def copy(name: str, data: bytes, **changes) -> object:
+        path = tmp_path / name
+        path.write_bytes(data)
+        sidecar_path(path).write_text(json.dumps({**meta, **changes}))
+        return path
+
+    corrupt = copy("corrupt.engine", engines["fp32"].read_bytes()[:1000])
+    other = copy("other.engine", engines["fp32"].read_bytes(), tensorrt_version="9.0.0")
+    future = copy("future.engine", engines["fp32"].read_bytes(), plugin={**meta["plugin"], "ptx_isa": "99.9"})
     image, boxes = write_image(), write_json("b.json", [[1, 2, 30, 40]])
     assert_clean_error(run_cli("infer", corrupt, "--source", image, "--boxes", boxes), "cannot deserialize")
     assert_clean_error(run_cli("infer", other, "--source", image, "--boxes", boxes), "TensorRT 9.0.0")
+    result = run_cli("infer", future, "--source", image, "--boxes", boxes)
+    assert_clean_error(result, "RoI pooling kernel is PTX ISA 99.9, but this NVIDIA driver", "update the driver")
     (tmp_path / "lonely.engine").write_bytes(b"x")
     assert_clean_error(run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes), "no sidecar")
 
@@ -188,7 +271,19 @@ def test_engine_errors_before_tensorrt_is_needed(tmp_path, write_image, write_js
     image, boxes = write_image(), write_json("b.json", [[1, 2, 30, 40]])
     (tmp_path / "lonely.engine").write_bytes(b"x")
     assert_clean_error(run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes), "no sidecar")
+    (tmp_path / "lonely.engine.json").write_text(json.dumps({"format": "srg-deploy-engine/1"}))
+    result = run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes)
+    assert_clean_error(result, "is format srg-deploy-engine/1, this srg-deploy reads srg-deploy-engine/2")
     if not HAS_TENSORRT:
-        (tmp_path / "lonely.engine.json").write_text(json.dumps({"format": "srg-deploy-engine/1"}))
+        valid = {
+            "format": SIDECAR_FORMAT,
+            "mode": "boxes",
+            "precision": "fp32",
+            "config": {},
+            "tensorrt_version": "10.16.1.11",
+            "gpu": {"name": "NVIDIA H100", "compute_capability": "9.0"},
+            "plugin": {"implementation": "aot", "ptx_isa": "8.7"},
+        }
+        (tmp_path / "lonely.engine.json").write_text(json.dumps(valid))
         result = run_cli("infer", tmp_path / "lonely.engine", "--source", image, "--boxes", boxes)
         assert_clean_error(result, "TensorRT is required", "srg-deploy[trt]")

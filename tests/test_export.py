@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from onnx import helper
 from srg_deploy.checkpoint import random_model
 from srg_deploy.export.checks import check_onnx, op_coverage
 from srg_deploy.export.onnx_export import metadata, onnx_from_model, replace_max_roi_pool
-from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_DOMAIN, PLUGIN_NAME
+from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_DOMAIN, PLUGIN_NAME, Float32Array, Int32Array
 from srg_deploy.runtime.compare import compare_outputs, top1_agreement
 from srg_deploy.runtime.ort_backend import OrtBackend
 from srg_deploy.runtime.torch_backend import TorchBackend
@@ -139,10 +141,14 @@ def test_sgdet_graph_runs_in_onnxruntime(tmp_path, threshold):
 
 def test_plugin_node_attributes_match_the_tensorrt_registration(onnx_boxes):
     """Read the registration source (no TensorRT needed): register, aot_impl and impl all take exactly the
-    node's plugin attributes, in order, with the types TensorRT's parser produces for them."""
+    node's plugin attributes, in order, with the types TensorRT's parser produces for them. The annotations are
+    classes that tensorrt.plugin reads as NDArray[int32] / NDArray[float32] (`__origin__`, `__args__[1]`)."""
     tree = ast.parse((ROOT / "plugins" / "trt_plugin.py").read_text())
-    functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
-    onnx_types = {"pooled_shape": "npt.NDArray[np.int32]", "spatial_scale": "npt.NDArray[np.float32]"}
+    functions = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    onnx_types = {"pooled_shape": "Int32Array", "spatial_scale": "Float32Array"}
+    for annotation, dtype in ((Int32Array, np.int32), (Float32Array, np.float32)):
+        assert inspect.isclass(annotation) and annotation.__origin__ is np.ndarray
+        assert typing.get_args(annotation.__args__[1]) == (dtype,)
     for name in ("roi_pool_desc", "roi_pool_aot_impl", "roi_pool_impl"):
         args = functions[name].args.args
         attrs = [(a.arg, ast.unparse(a.annotation)) for a in args[2:] if a.arg not in ("outputs", "tactic", "stream")]

@@ -18,10 +18,11 @@ from srg_deploy.commands.report import print_checklist
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
-from srg_deploy.export.engine import SIDECAR_SUFFIX, Profile, engine_from_onnx, import_tensorrt, sha256, sidecar
+from srg_deploy.export.engine import Profile, engine_from_onnx, sha256, sidecar
 from srg_deploy.export.fp16 import activation_peak, fp16_from_onnx
 from srg_deploy.export.onnx_export import metadata
 from srg_deploy.runtime.judge import FP16_MAX, Case, Gates, Verdict
+from srg_deploy.runtime.tensorrt_env import import_tensorrt, sidecar_path
 from srg_deploy.runtime.verify import sample_cases, verify
 
 
@@ -67,15 +68,20 @@ def run_build_engine(
         raise SRGError(
             "the graph uses ops TensorRT's ONNX parser does not support: " + ", ".join(sorted(coverage.unsupported))
         )
-    import_tensorrt()  # the one line users without TensorRT see, after everything that could run did
+    trt = import_tensorrt()  # the one line users without TensorRT see, after everything that could run did
     with console.status(f"building the TensorRT engine ({precision}, {mode} mode)"):
-        engine = engine_from_onnx(proto, mode, profile, timing_cache=timing_cache, opt_level=opt_level)
+        engine, plugin = engine_from_onnx(proto, mode, profile, timing_cache=timing_cache, opt_level=opt_level)
+    if plugin.implementation == "jit":
+        console.print(
+            f"note: TensorRT {trt.__version__} has no AOT plugins (10.9+): this engine runs the RoI pooling kernel"
+            " through Python, so PyTorch and Triton are needed wherever it runs"
+        )
     flags = {"fp16": fp16, "opt_level": opt_level, "timing_cache": str(timing_cache) if timing_cache else None}
-    info = sidecar(proto, sha256(source_bytes or proto.SerializeToString()), mode, precision, profile, flags)
+    info = sidecar(proto, sha256(source_bytes or proto.SerializeToString()), mode, precision, profile, plugin, flags)
     with atomic_path(output, suffix=".engine") as tmp:
         tmp.write_bytes(engine)
-        write_text(Path(str(output) + SIDECAR_SUFFIX), json.dumps(info, indent=2) + "\n")
-    console.print(f"wrote {output} ({len(engine) / 2**20:.1f} MiB) and {output.name}{SIDECAR_SUFFIX}")
+        write_text(sidecar_path(output), json.dumps(info, indent=2) + "\n")
+    console.print(f"wrote {output} ({len(engine) / 2**20:.1f} MiB) and {sidecar_path(output).name}")
 
 
 def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> Verdict:
