@@ -61,7 +61,7 @@ def main() -> None:
         have_trt = importlib.util.find_spec("tensorrt") is not None
         out += (
             "- TensorRT: no engines given"
-            + ("" if have_trt else " and TensorRT is not installed here (DESIGN.md §4)")
+            + ("" if have_trt else " and TensorRT is not installed here (docs/DESIGN.md §4)")
             + "; its columns are left out. On a machine with TensorRT: `--engine model.engine --engine"
             " model_fp16.engine`.\n"
         )

@@ -1,6 +1,6 @@
 """PyTorch -> ONNX through torch's exporter, with each RoI pooling as the `srg::roi_pool` plugin node.
 
-torch's TorchScript exporter (dynamo=False; DESIGN.md §4) writes torchvision's roi_pool as the standard
+torch's TorchScript exporter (dynamo=False; docs/DESIGN.md §4) writes torchvision's roi_pool as the standard
 `MaxRoiPool`. We then rename each such node to `roi_pool` in domain `srg`, carrying `plugin_namespace="srg"` and
 every attribute the TensorRT plugin declares, and add an ONNX model-local function `srg.roi_pool` whose body is
 that same `MaxRoiPool`. One file, two consumers: TensorRT's parser maps the node to the registered plugin;

@@ -1,4 +1,4 @@
-"""Frame in, scene-graph record out, on any backend: preprocess -> backend -> scene graph (DESIGN.md §3)."""
+"""Frame in, scene-graph record out, on any backend: preprocess -> backend -> scene graph (docs/DESIGN.md §3)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Scene-graph semantics shared by every backend (numpy only): pairs, triplet scoring, the spatial graph, records.
 
 A backend returns named tensors; this module alone decides which pairs are asked for, how a triplet is scored,
-which of GCN-LSTM's 11 spatial classes a pair of boxes falls in, and what a JSON record looks like (DESIGN.md §3).
+which of GCN-LSTM's 11 spatial classes a pair of boxes falls in, and what a JSON record looks like (docs/DESIGN.md §3).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def box_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:
 
 
 def spatial_classes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """GCN-LSTM's spatial class of every ordered pair: [N,N] int, 0 = none (diagonal too). DESIGN.md §3:
+    """GCN-LSTM's spatial class of every ordered pair: [N,N] int, 0 = none (diagonal too). docs/DESIGN.md §3:
     1 inside, 2 covers, 3 IoU >= 0.5, 4..11 direction of centre j seen from centre i (y up) in 45° sectors, if the
     centres are at most half the image diagonal apart; the first rule that holds wins."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -128,7 +128,7 @@ def build_record(
     top_k: int | None = 20,
     latency_ms: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One frame's scene graph as the JSON record of DESIGN.md §3. `image_size` is (W, H) of the original frame."""
+    """One frame's scene graph as the JSON record of docs/DESIGN.md §3. `image_size` is (W, H) of the original frame."""
     triplets = score_triplets(objects.scores, pairs, relation_logits, top_k)
     spatial = spatial_classes(objects.boxes, image_size)
     subj, obj = np.nonzero(spatial)

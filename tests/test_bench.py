@@ -50,14 +50,14 @@ def test_trunk_macs_match_hand_count(size):
     macs = count_macs(SRGConfig(), Workload(*size, boxes=2))
     assert macs.trunk == hand_trunk_macs(*size)
     if size == (600, 1000):
-        assert round(macs.trunk / 1e9, 1) == 84.9  # DESIGN.md §2: "trunk ≈ 82 G at 600×1000"
+        assert round(macs.trunk / 1e9, 1) == 84.9  # docs/DESIGN.md §2: "trunk ≈ 82 G at 600×1000"
 
 
 def test_roi_and_head_macs_match_hand_count():
     n, p = 36, 630
     macs = count_macs(SRGConfig(), Workload(600, 1000, boxes=n))
     assert macs.per_roi == bottlenecks(7, 7, 1024, 3, 512, 2)[3]
-    assert round(macs.per_roi / 1e9, 2) == 0.26  # DESIGN.md §2: "pool5 ≈ 0.26 G per RoI at 7×7"
+    assert round(macs.per_roi / 1e9, 2) == 0.26  # docs/DESIGN.md §2: "pool5 ≈ 0.26 G per RoI at 7×7"
     assert macs.roi_pool5 == (n + p) * macs.per_roi
     assert macs.heads == n * 2048 * (151 + 512 + 512) + p * 2048 * 512 + 2 * p * 1536 * 51
     budget = count_macs(SRGConfig(), Workload(600, 1000, boxes=n, pairs=128))

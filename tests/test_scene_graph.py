@@ -1,4 +1,4 @@
-"""The scene-graph semantics of DESIGN.md §3, on hand-made boxes and logits."""
+"""The scene-graph semantics of docs/DESIGN.md §3, on hand-made boxes and logits."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Visual Genome in the VG-SGG layout, read the way Scene-Graph-Benchmark reads it, so our numbers compare with theirs.
 
-The layout (DESIGN.md §6): `VG_100K/{image_id}.jpg`, `image_data.json`, `VG-SGG-with-attri.h5` (or `VG-SGG.h5`) and
+The layout (docs/DESIGN.md §6): `VG_100K/{image_id}.jpg`, `image_data.json`, `VG-SGG-with-attri.h5` (or `VG-SGG.h5`) and
 `VG-SGG-dicts-with-attri.json` (or `VG-SGG-dicts.json`). Splits, filters and box decoding follow
 KaihuaTang/Scene-Graph-Benchmark.pytorch `maskrcnn_benchmark/data/datasets/visual_genome.py` (`load_info`,
 `load_image_filenames`, `load_graphs`, `VGDataset.get_groundtruth`); each step below names the function it follows.
