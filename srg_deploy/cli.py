@@ -388,5 +388,29 @@ def batch(
         raise typer.Exit(code)
 
 
+@app.command(
+    "export-triton",
+    epilog="Examples:\n\n  srg-deploy export-triton model.onnx --repository models/ --name srg --instances 2\n\n"
+    "  srg-deploy export-triton model.engine --repository models/ --name srg_trt\n\n"
+    "  srg-deploy export-triton model.onnx --repository models/ --kind gpu\n\n"
+    "Then: tritonserver --model-repository models/ (the README has a client example).",
+)
+def export_triton(
+    model: Annotated[Path, typer.Argument(help=".onnx from `srg-deploy export`, or .engine from `build-engine`.")],
+    repository: Annotated[
+        Path, typer.Option(help="Triton model repository folder (created if missing; other models are kept).")
+    ],
+    name: Annotated[Optional[str], typer.Option(help="Model name (its folder); default: the file's stem.")] = None,
+    instances: Annotated[int, typer.Option(min=1, help="Model instances (instance_group count).")] = 1,
+    kind: Annotated[
+        Optional[str], typer.Option(help="cpu | gpu instances (default: cpu for ONNX, gpu for engines).")
+    ] = None,
+) -> None:
+    """Write a Triton Inference Server model repository entry: NAME/config.pbtxt and NAME/1/model.onnx|model.plan."""
+    from srg_deploy.commands.export_triton import run_export_triton
+
+    run_export_triton(model, repository, name=name, instances=instances, kind=kind)
+
+
 if __name__ == "__main__":
     main()
