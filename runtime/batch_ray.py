@@ -40,10 +40,17 @@ MAX_BLOCKS = 4096  # one block per unit up to this many, so idle actors can alwa
 # last seconds to hours, so a unit queued behind a busy worker while another sits idle would cost more than the
 # start-up wait. A pool the cluster cannot start within this time is an error, not a hang.
 ACTOR_START_TIMEOUT_S = 600
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": node address 127.0.0.1 (see import_ray)
 
 
-def import_ray():
-    """Ray and Ray Data, or one line naming the extra to install."""
+def import_ray(local: bool = False):
+    """Ray and Ray Data, or one line naming the extra to install.
+
+    `local`: the job runs on a Ray instance of its own on this machine, so every Ray process should listen on the
+    loopback address only. Ray binds to the machine's network address unless this variable (read when Ray is
+    imported; the single-machine mode Ray uses on macOS and Windows) says otherwise; a value the user set wins."""
+    if local:
+        os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     try:
         import ray
         import ray.data

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -153,8 +154,9 @@ def with_group_killed(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
-    if process.stderr:
-        process.stderr.close()
+    for stream in (process.stdout, process.stderr):
+        if stream:
+            stream.close()
 
 
 def test_a_shard_without_its_manifest_is_redone_once(ray_installed, small_onnx, folder, boxes, expected, tmp_path):
@@ -218,6 +220,48 @@ def test_bad_images_go_to_the_failures_file_and_videos_keep_their_frames(
     assert [f["input"] for f in failures] == [str(mixed / "d_empty.png")]
     assert (str(mixed / "c_corrupt.jpg"), 2) in by_key(read_records(out))
     assert len(read_records(out)) == 7
+
+
+HEAD = """
+import sys, ray
+context = ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20)
+print(context.address_info["gcs_address"], flush=True)
+sys.stdin.read()  # the cluster lives until the test closes our stdin
+"""
+
+
+def test_joins_an_existing_cluster_with_address(ray_installed, small_onnx, folder, boxes, expected, tmp_path):
+    """A Ray head started by another process (as `ray start --head` would), on loopback, with its own token; the
+    job joins it with --address and its workers run there."""
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **env},
+    )
+    try:
+        assert head.stdout is not None
+        address = head.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), address
+        out = tmp_path / "out"
+        result = batch(
+            small_onnx, "--source", folder, "--boxes", boxes, "--output", out, "--workers", "2", "--address", address,
+            env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"Ray cluster at {address}: 2 CPU, 0 GPU" in result.stderr
+        assert by_key(read_records(out)) == expected
+    finally:
+        if head.stdin:
+            head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        finally:
+            with_group_killed(head)
 
 
 def test_a_model_that_cannot_run_the_job_is_one_line(ray_installed, small_onnx, folder, tmp_path):

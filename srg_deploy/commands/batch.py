@@ -68,7 +68,7 @@ def run_batch(
 ) -> int:
     """Run (or resume) the job; returns the exit code. `cpus_per_worker=None`: locally, this machine's cores shared
     out between the workers; on a cluster, 1."""
-    import_ray()  # first: without Ray nothing below can finish, so say so before any work
+    import_ray(local=address is None)  # first: without Ray nothing below can finish, so say so before any work
     model = Path(model)
     if not model.exists():
         raise SRGError(f"model {model} does not exist")
