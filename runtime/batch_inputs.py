@@ -16,6 +16,7 @@ A directory or glob also picks up videos by suffix (`infer` would ignore them th
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,14 +30,18 @@ LIST_SUFFIXES = {".txt", ".lst"}
 
 @dataclass(frozen=True)
 class Input:
-    """One unit of input: an image, or a whole video. `key` is the record's `source` and identifies the input in
-    the output folder's manifests (unique within a listing)."""
+    """One input: an image, or a whole video. `path` (absolute) identifies it in the output folder's manifests, so
+    a re-run that spells `--source` differently still finds it done; `source` is what its records say."""
 
-    key: str
+    path: str  # absolute; also what workers open (their working folder is not the driver's)
+    source: str  # the record's "source": what `infer` prints for it
     kind: Literal["image", "video"]
     frame: int  # images: the frame number `infer` gives it; videos: 0 (their records number their own frames)
     name: str  # what a boxes.json dict is keyed by: the file name
-    location: str  # the absolute path workers open (their working folder is not the driver's)
+
+    @property
+    def key(self) -> str:
+        return self.path
 
 
 def list_inputs(spec: str) -> list[Input]:
@@ -76,20 +81,26 @@ def _from_list(path: Path) -> list[Input]:
         if not entry or entry.startswith("#"):
             continue
         entry_path = Path(entry) if Path(entry).is_absolute() else path.parent / entry
-        key = str(entry_path)
+        key = _absolute(str(entry_path))
         if key in seen:
             raise SRGError(f"{path}:{number} lists {entry} again (first on line {seen[key]}); each input once")
         seen[key] = number
-        (images if entry_path.suffix.lower() in IMAGE_SUFFIXES else videos).append(key)
+        (images if entry_path.suffix.lower() in IMAGE_SUFFIXES else videos).append(str(entry_path))
     if not seen:
         raise SRGError(f"list file {path} names no inputs")
     return _inputs(images, videos)
 
 
 def _inputs(images: list[str], videos: list[str]) -> list[Input]:
-    return [Input(key, "image", k, Path(key).name, str(Path(key).absolute())) for k, key in enumerate(images)] + [
-        Input(key, "video", 0, Path(key).name, str(Path(key).absolute())) for key in videos
+    """`images` and `videos` spelled as their records' `source`."""
+    return [Input(_absolute(s), s, "image", k, Path(s).name) for k, s in enumerate(images)] + [
+        Input(_absolute(s), s, "video", 0, Path(s).name) for s in videos
     ]
+
+
+def _absolute(path: str) -> str:
+    """Absolute and normalised (`a/../b` -> `b`), without resolving symlinks: a link is its own input."""
+    return os.path.normpath(os.path.abspath(path))
 
 
 def _suffixes() -> str:

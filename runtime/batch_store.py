@@ -28,6 +28,7 @@ FORMAT = "srg-deploy-batch/1"
 SETTINGS, LOCK, FAILURES = "batch.json", ".lock", "failures.jsonl"
 RECORDS, MANIFESTS = "records", "manifests"
 OURS = {SETTINGS, LOCK, FAILURES, RECORDS, MANIFESTS}
+INFORMATIONAL = {"model"}  # where the model was; its SHA-256 is what must not change
 
 
 @dataclass
@@ -94,7 +95,8 @@ class BatchStore:
             before = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise SRGError(f"{path} is not valid JSON ({e}); it records this folder's settings") from None
-        changed = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+        keys = sorted((set(before) | set(settings)) - INFORMATIONAL)
+        changed = [k for k in keys if before.get(k) != settings.get(k)]
         if changed:
             diff = "; ".join(f"{k}: {before.get(k)!r} then, {settings.get(k)!r} now" for k in changed)
             raise SRGError(

@@ -98,12 +98,12 @@ class Chunk:
 
     @classmethod
     def from_row(cls, row: dict) -> Chunk:
-        text = str(row["lines"])
+        text = str(row["lines"])  # split on "\n" only: a record is one line by construction (json.dumps escapes)
         return cls(
             unit=str(row["unit"]),
             seq=int(row["seq"]),
             last=bool(row["last"]),
-            lines=text.splitlines(keepends=True) if text else [],
+            lines=[line + "\n" for line in text.split("\n")[:-1]],
             failures=json.loads(str(row["failures"])),
             drop=bool(row["drop"]),
             error=str(row["error"]),
@@ -171,12 +171,10 @@ class UnitProcessor:
         assert self.predictor is not None
         boxes = self.options.boxes.for_source(item.name) if self.options.boxes else None
         if item.kind == "image":
-            record, _ = self.predictor.predict(
-                read_image(Path(item.location)), boxes, frame=item.frame, source=item.key
-            )
+            record, _ = self.predictor.predict(read_image(Path(item.path)), boxes, frame=item.frame, source=item.source)
             yield jsonl_line(record)
             return
-        video = VideoSource(item.key, Path(item.location))
+        video = VideoSource(item.source, Path(item.path))
         video.open()
         for frame in video.frames(1, threading.Event()):
             record, _ = self.predictor.predict(

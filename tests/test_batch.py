@@ -295,6 +295,31 @@ def test_user_errors_before_any_work(ray_installed, small_onnx, folder, boxes, t
     )
 
 
+def test_list_files_number_like_a_folder_and_refuse_repeats(tmp_path, monkeypatch):
+    """No Ray needed: how a list file becomes inputs (relative to the list's folder, comments, videos by suffix)."""
+    from srg_deploy.errors import SRGError
+    from srg_deploy.runtime.batch_inputs import list_inputs
+
+    (tmp_path / "lists").mkdir()
+    listing = tmp_path / "lists" / "todo.txt"
+    listing.write_text("# a comment\n\n../b.png\n  ../a.jpg  \n../clip.mp4\n/abs/c.png\n")
+    monkeypatch.chdir(tmp_path)
+    inputs = list_inputs("lists/todo.txt")
+    assert [(i.source, i.kind, i.frame, i.name) for i in inputs] == [
+        ("lists/../b.png", "image", 0, "b.png"),
+        ("lists/../a.jpg", "image", 1, "a.jpg"),
+        ("/abs/c.png", "image", 2, "c.png"),
+        ("lists/../clip.mp4", "video", 0, "clip.mp4"),
+    ]
+    assert inputs[0].path == str(tmp_path / "b.png")  # absolute and normalised: how manifests know it
+    listing.write_text("a.png\nx/../a.png\n")
+    with pytest.raises(SRGError, match=r"todo.txt:2 lists x/../a.png again \(first on line 1\)"):
+        list_inputs(str(listing))
+    listing.write_text("# nothing\n")
+    with pytest.raises(SRGError, match="names no inputs"):
+        list_inputs(str(listing))
+
+
 def test_without_ray_the_error_names_the_extra(small_onnx, folder, boxes, tmp_path):
     """A `ray` that cannot be imported, first on the path: what a machine without the [ray] extra sees."""
     stub = tmp_path / "stub"
