@@ -12,6 +12,7 @@ produced, as `infer` would remove its output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -176,11 +177,12 @@ class UnitProcessor:
             return
         video = VideoSource(item.source, Path(item.path))
         video.open()
-        for frame in video.frames(1, threading.Event()):
-            record, _ = self.predictor.predict(
-                frame.image, boxes, frame=frame.index, source=frame.source, timestamp_ms=frame.timestamp_ms
-            )
-            yield jsonl_line(record)
+        with contextlib.closing(video.frames(1, threading.Event())) as frames:  # the file is released on failure too
+            for frame in frames:
+                record, _ = self.predictor.predict(
+                    frame.image, boxes, frame=frame.index, source=frame.source, timestamp_ms=frame.timestamp_ms
+                )
+                yield jsonl_line(record)
 
     def close(self) -> None:
         if self.predictor is not None:
