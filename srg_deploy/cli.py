@@ -326,7 +326,7 @@ def demo(
 
 @app.command(
     epilog="Examples:\n\n  srg-deploy batch model.onnx --source images/ --boxes boxes.json --output out/ --workers 2\n\n"
-    "  srg-deploy batch sgdet.onnx --source 'archive/**/*.jpg' --output out/ --workers 8 --batch-size 64\n\n"
+    "  srg-deploy batch sgdet.onnx --source 'archive/*/*.jpg' --output out/ --workers 8 --batch-size 64\n\n"
     "  srg-deploy batch model.engine --source videos.txt --output out/ --address 10.0.0.1:6379 --workers 4"
     " --gpus-per-worker 1\n\n"
     "Re-running the same command resumes: inputs already in a committed shard are skipped, an interrupted unit is "
@@ -346,7 +346,7 @@ def batch(
     ],
     boxes: Annotated[
         Optional[Path],
-        typer.Option(help="boxes.json: a list of [x1,y1,x2,y2] for every frame, or {file name: list}."),
+        typer.Option(help="boxes.json: a list of \\[x1,y1,x2,y2] for every frame, or {file name: list}."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Ray actors, each holding one loaded model.")] = 1,
     address: Annotated[
