@@ -21,9 +21,16 @@ def backend_for(path: Path) -> str:
     raise SRGError(f"cannot tell the backend of {path}: expected a checkpoint folder, a .onnx file or a .engine file")
 
 
-def open_backend(path: Path, backend: str | None = None, mode: str = "boxes", max_pairs: int | None = None) -> Backend:
+def open_backend(
+    path: Path,
+    backend: str | None = None,
+    mode: str = "boxes",
+    max_pairs: int | None = None,
+    threads: int | None = None,
+) -> Backend:
     """Load `path` with `backend` (chosen from the path when None). `mode` and `max_pairs` matter only for an eager
-    checkpoint, which can run either mode; exported files carry their mode."""
+    checkpoint, which can run either mode; exported files carry their mode. `threads` bounds ONNX Runtime's intra-op
+    threads (several workers on one machine each get their share; None: ONNX Runtime's default, every core)."""
     path = Path(path)
     if not path.exists():
         raise SRGError(f"model {path} does not exist")
@@ -36,7 +43,7 @@ def open_backend(path: Path, backend: str | None = None, mode: str = "boxes", ma
     if backend == "onnxruntime":
         from srg_deploy.runtime.ort_backend import OrtBackend
 
-        return OrtBackend(path)
+        return OrtBackend(path, threads=threads)
     if backend == "tensorrt":
         from srg_deploy.runtime.trt_backend import TrtBackend
 

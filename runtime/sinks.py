@@ -37,6 +37,11 @@ class Sink(Protocol):
         """What was written, for the end-of-run summary."""
 
 
+def jsonl_line(record: dict) -> str:
+    """A record as one JSONL line: the one spelling `infer --json` and `batch` shards share."""
+    return json.dumps(record, separators=(",", ":")) + "\n"
+
+
 class JsonlSink:
     """One JSON object per line, flushed per line, renamed into place by `close(ok=True)`."""
 
@@ -49,7 +54,7 @@ class JsonlSink:
     def write(self, record: dict, image: np.ndarray | None = None) -> None:
         """`image` is unused: the record holds everything this sink writes."""
         assert self.file is not None
-        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.file.write(jsonl_line(record))
         self.file.flush()
         self.lines += 1
 

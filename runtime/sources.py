@@ -360,7 +360,7 @@ def _source_for(spec: str, reconnect: int, notify: Notify) -> Source:
         return SyntheticSource(spec)
     path = Path(spec)
     if path.is_dir():
-        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = files_in(path, IMAGE_SUFFIXES)
         if not paths:
             raise SRGError(f"directory {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         return ImageSource(spec, paths)
@@ -369,8 +369,19 @@ def _source_for(spec: str, reconnect: int, notify: Notify) -> Source:
             return ImageSource(spec, [path])
         return VideoSource(spec, path)
     if glob.has_magic(spec):
-        paths = sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        paths = files_matching(spec, IMAGE_SUFFIXES)
         if not paths:
             raise SRGError(f"no images match {spec!r}")
         return ImageSource(spec, paths)
     raise SRGError(f"source {spec} does not exist (expected a file, a directory, a glob, a camera index or a URL)")
+
+
+def files_in(directory: Path, suffixes: set[str]) -> list[Path]:
+    """The entries of `directory` whose suffix is in `suffixes` (any case), sorted by name: the order, and so the
+    frame numbers, of a directory source. `srg-deploy batch` lists its inputs with this too."""
+    return sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in suffixes)
+
+
+def files_matching(pattern: str, suffixes: set[str]) -> list[Path]:
+    """The paths a glob matches whose suffix is in `suffixes` (any case), sorted: the order of a glob source."""
+    return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in suffixes)

@@ -374,5 +374,93 @@ def demo(
         raise typer.Exit(code)
 
 
+@app.command(
+    epilog="Examples:\n\n  srg-deploy batch model.onnx --source images/ --boxes boxes.json --output out/ --workers 2\n\n"
+    "  srg-deploy batch sgdet.onnx --source 'archive/*/*.jpg' --output out/ --workers 8 --batch-size 64\n\n"
+    "  srg-deploy batch model.engine --source videos.txt --output out/ --address 10.0.0.1:6379 --workers 4"
+    " --gpus-per-worker 1\n\n"
+    "Re-running the same command resumes: inputs already in a committed shard are skipped, an interrupted unit is "
+    "redone, no record is written twice. Exit codes: 0 every input is done; 1 an error; 3 every input is done but "
+    "some failed (OUT/failures.jsonl); 130 interrupted (committed shards stay).",
+)
+def batch(
+    model: Annotated[
+        Path, typer.Argument(help="Checkpoint folder (torch), .onnx (ONNX Runtime) or .engine (TensorRT).")
+    ],
+    source: Annotated[
+        str,
+        typer.Option(help="Directory of images and videos, glob, list file (.txt, one path per line), image or video."),
+    ],
+    output: Annotated[
+        Path, typer.Option(help="Output folder: records/ (JSONL shards), manifests/, failures.jsonl, batch.json.")
+    ],
+    boxes: Annotated[
+        Optional[Path],
+        typer.Option(help="boxes.json: a list of \\[x1,y1,x2,y2] for every frame, or {file name: list}."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray actors, each holding one loaded model.")] = 1,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="Join this Ray cluster (host:port from `ray start --head`, or auto); default: local Ray."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per unit of work (= per shard).")] = 32,
+    cpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(min=0.1, help="CPUs each worker reserves and uses (default: local cores / workers; cluster: 1)."),
+    ] = None,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs each worker reserves (e.g. 1, or 0.5).")] = 0.0,
+    max_pairs: Annotated[
+        Optional[int], typer.Option(min=1, help="Keep the K pairs with the highest score product.")
+    ] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Triplets per frame in the output.")] = 20,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Process inputs that failed in earlier runs again.")
+    ] = False,
+) -> None:
+    """Scene graphs for an archive of images and videos on Ray Data: resumable JSONL shards, same records as infer."""
+    from srg_deploy.commands.batch import run_batch
+
+    code = run_batch(
+        model,
+        source=source,
+        output=output,
+        boxes=boxes,
+        workers=workers,
+        address=address,
+        batch_size=batch_size,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        max_pairs=max_pairs,
+        top_k=top_k,
+        retry_failed=retry_failed,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command(
+    "export-triton",
+    epilog="Examples:\n\n  srg-deploy export-triton model.onnx --repository models/ --name srg --instances 2\n\n"
+    "  srg-deploy export-triton model.engine --repository models/ --name srg_trt\n\n"
+    "  srg-deploy export-triton model.onnx --repository models/ --kind gpu\n\n"
+    "Then: tritonserver --model-repository models/ (the README has a client example).",
+)
+def export_triton(
+    model: Annotated[Path, typer.Argument(help=".onnx from `srg-deploy export`, or .engine from `build-engine`.")],
+    repository: Annotated[
+        Path, typer.Option(help="Triton model repository folder (created if missing; other models are kept).")
+    ],
+    name: Annotated[Optional[str], typer.Option(help="Model name (its folder); default: the file's stem.")] = None,
+    instances: Annotated[int, typer.Option(min=1, help="Model instances (instance_group count).")] = 1,
+    kind: Annotated[
+        Optional[str], typer.Option(help="cpu | gpu instances (default: cpu for ONNX, gpu for engines).")
+    ] = None,
+) -> None:
+    """Write a Triton Inference Server model repository entry: NAME/config.pbtxt and NAME/1/model.onnx|model.plan."""
+    from srg_deploy.commands.export_triton import run_export_triton
+
+    run_export_triton(model, repository, name=name, instances=instances, kind=kind)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,194 @@
+"""`srg-deploy batch`: an archive of images and videos through the model on Ray Data, resumable, into JSONL shards.
+
+Order of work: Ray present? -> inputs listed and boxes checked -> output folder opened (lock, settings, leftovers of
+a killed run removed) -> what is not done yet planned into units -> Ray runs them and the driver commits each
+unit's shard as its last chunk arrives -> failures file and summary. The return value is the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from srg_deploy.console import err as console
+from srg_deploy.errors import SRGError
+from srg_deploy.inputs import BoxesFile
+from srg_deploy.runtime.batch_inputs import Input, list_inputs
+from srg_deploy.runtime.batch_ray import Workers, connect, default_cpus, import_ray, run_units
+from srg_deploy.runtime.batch_store import BatchStore, ShardWriter, file_sha256
+from srg_deploy.runtime.batch_units import Unit, WorkerOptions, plan_units
+from srg_deploy.runtime.loader import backend_for
+
+EXIT_OK, EXIT_FAILURES = 0, 3  # 3: every input is done, but some failed (listed in failures.jsonl)
+
+
+@dataclass
+class RunCounts:
+    inputs: int = 0
+    records: int = 0
+    failures: int = 0
+    units: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One invocation's choices, checked."""
+
+    model: Path
+    source: str
+    boxes: BoxesFile | None
+    address: str | None
+    pool: Workers
+    batch_size: int
+    max_pairs: int | None
+    top_k: int
+    retry_failed: bool
+
+    def worker_options(self) -> WorkerOptions:
+        threads = max(1, int(self.pool.cpus))  # ONNX Runtime's threads = the CPUs Ray reserved for the worker
+        return WorkerOptions(str(self.model.absolute()), self.boxes, self.max_pairs, self.top_k, threads)
+
+
+def run_batch(
+    model: Path,
+    *,
+    source: str,
+    output: Path,
+    boxes: Path | None = None,
+    workers: int = 1,
+    address: str | None = None,
+    batch_size: int = 32,
+    cpus_per_worker: float | None = None,
+    gpus_per_worker: float = 0.0,
+    max_pairs: int | None = None,
+    top_k: int = 20,
+    retry_failed: bool = False,
+) -> int:
+    """Run (or resume) the job; returns the exit code. `cpus_per_worker=None`: locally, this machine's cores shared
+    out between the workers; on a cluster, 1."""
+    import_ray(local=address is None)  # first: without Ray nothing below can finish, so say so before any work
+    model = Path(model)
+    if not model.exists():
+        raise SRGError(f"model {model} does not exist")
+    backend_for(model)  # a path we cannot run is refused before Ray starts
+    if workers < 1 or batch_size < 1:
+        raise SRGError("--workers and --batch-size must be at least 1")
+    boxes_file = BoxesFile(boxes) if boxes else None
+    inputs = list_inputs(source)
+    if boxes_file:
+        for item in inputs:
+            boxes_file.for_source(item.name)  # fail before any work if an input would have no boxes
+    cpus = cpus_per_worker or (1.0 if address else float(default_cpus(workers)))
+    job = Job(model, source, boxes_file, address, Workers(workers, cpus, gpus_per_worker), batch_size, max_pairs,
+              top_k, retry_failed)  # fmt: skip
+    settings = {
+        "model": str(model.absolute()),
+        "model_sha256": file_sha256(model),
+        "boxes_sha256": file_sha256(Path(boxes)) if boxes else None,
+        "top_k": top_k,
+        "max_pairs": max_pairs,
+    }
+    store = BatchStore(output, settings)
+    try:
+        return _run(store, inputs, job)
+    finally:
+        store.close()
+
+
+def _run(store: BatchStore, inputs: list[Input], job: Job) -> int:
+    if store.cleaned:
+        console.print(f"removed {store.cleaned} leftovers of an interrupted run (they are done again)", markup=False)
+    done = store.done.succeeded() if job.retry_failed else set(store.done.inputs)
+    todo = [i for i in inputs if i.key not in done]
+    videos = sum(i.kind == "video" for i in inputs)
+    console.print(
+        f"inputs: {len(inputs)} ({len(inputs) - videos} images, {videos} videos) from {job.source}; "
+        f"{len(inputs) - len(todo)} done before this run, {len(todo)} to do",
+        markup=False,
+    )
+    counts = RunCounts()
+    elapsed = 0.0
+    if todo:
+        units = plan_units(todo, job.batch_size, taken=set(store.done.units))
+        pool = job.pool
+        with connect(job.address, pool) as session:
+            console.print(
+                f"{session.where}: {session.cpus:g} CPU, {session.gpus:g} GPU (ready in {session.started_s:.1f} s); "
+                f"{pool.count} worker{'s' if pool.count != 1 else ''} x {pool.cpus:g} CPU"
+                + (f" + {pool.gpus:g} GPU" if pool.gpus else "")
+                + f"; {len(units)} units of up to {job.batch_size} images or one video",
+                markup=False,
+            )
+            t0 = time.perf_counter()
+            _write_units(store, units, job.worker_options(), pool, counts)
+            elapsed = time.perf_counter() - t0
+    failures_path = store.write_failures()
+    _summary(store, counts, elapsed, failures_path)
+    return EXIT_FAILURES if store.done.failed else EXIT_OK
+
+
+def _write_units(
+    store: BatchStore, units: list[Unit], options: WorkerOptions, pool: Workers, counts: RunCounts
+) -> None:
+    """Receive chunks, append them to their unit's temporary shard, commit a unit when its last chunk arrives.
+
+    A chunk numbered 0 for a unit already under way means Ray ran the unit again (its first worker died): that
+    unit's shard starts over. Shards still open when anything goes wrong (Ctrl-C included) are discarded."""
+    inputs = {u.id: [i.key for i in u.inputs] for u in units}
+    open_shards: dict[str, ShardWriter] = {}
+    try:
+        for chunk in run_units(units, options, pool):
+            if chunk.error:
+                raise SRGError(f"a worker ({chunk.worker}) cannot run the model: {chunk.error}")
+            if chunk.unit in store.done.units:
+                continue  # already committed (a duplicate delivery): committing twice would double its records
+            writer = open_shards.get(chunk.unit)
+            if writer is None:
+                writer = open_shards[chunk.unit] = store.open_shard(chunk.unit)
+            if chunk.seq == 0 and writer.next_seq:
+                writer.restart()
+            if chunk.seq != writer.next_seq:
+                raise RuntimeError(f"{chunk.unit}: chunk {chunk.seq} arrived, {writer.next_seq} was expected")
+            writer.write(chunk.lines)
+            writer.next_seq += 1
+            if chunk.last:
+                writer.commit(inputs[chunk.unit], chunk.failures, chunk.worker, chunk.drop)
+                del open_shards[chunk.unit]
+                counts.units += 1
+                counts.inputs += len(inputs[chunk.unit])
+                counts.records += store.done.units[chunk.unit]["records"]
+                counts.failures += len(chunk.failures)
+    finally:
+        for writer in open_shards.values():
+            writer.discard()
+
+
+def _summary(store: BatchStore, counts: RunCounts, elapsed: float, failures_path: Path) -> None:
+    if counts.units:
+        console.print(
+            f"this run: {counts.inputs} inputs -> {counts.records} records, {counts.failures} failed, in "
+            f"{counts.units} shards, {elapsed:.1f} s: {counts.records / max(elapsed, 1e-9):.2f} records/s, "
+            f"{counts.inputs / max(elapsed, 1e-9):.2f} inputs/s",
+            markup=False,
+        )
+    else:
+        console.print("this run: nothing to do, every input is done", markup=False)
+    failed = len(store.done.failed)
+    console.print(
+        f"wrote {store.records_dir}/ ({len(store.done.units)} shards, {store.done.records} records in all) and "
+        f"{failures_path} ({failed} failed input{'s' if failed != 1 else ''})",
+        markup=False,
+    )
+    if failed:
+        first = store.done.failed[min(store.done.failed)]
+        console.print(f"first failure: {first['input']}: {first['error']}", markup=False)
+
+
+def read_records(folder: Path) -> list[dict]:
+    """Every record of a batch output folder (tests and tools; order: by shard name, then line)."""
+    records = []
+    for shard in sorted((Path(folder) / "records").glob("part-*.jsonl")):
+        records += [json.loads(line) for line in shard.read_text().splitlines()]
+    return records
