@@ -24,7 +24,7 @@ from srg_deploy.runtime.judge import Case, Gates, judge_frame
 from srg_deploy.runtime.loader import open_backend
 from srg_deploy.runtime.synthetic import noise_frame
 from srg_deploy.runtime.torch_backend import TorchBackend
-from srg_deploy.runtime.verify import SourceFrame, cases_from_frames, sample_cases, timed_runs, verify
+from srg_deploy.runtime.verify import SourceFrame, cases_from_frames, judge_runs, sample_cases, timed_runs, verify
 
 BOXES = np.array([[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119], [70, 20, 120, 100]], np.float64)
 
@@ -93,13 +93,13 @@ def test_a_conv_scaled_by_5_percent_fails_the_fp16_gates(small_model, layer):
         conv_named(tampered, layer).weight.mul_(1.05)
     reference, deployed = TorchBackend(small_model), TorchBackend(tampered)
     cases = cases_from_frames(reference, frames(), _Boxes())
-    for precision in ("fp16", "fp32"):
-        verdict = verify(deployed, reference, Gates.for_precision(precision), cases)
+    ref, _ = timed_runs(reference, cases, warmup=0)
+    for precision in ("fp32", "fp16"):
+        verdict = judge_runs(deployed, cases, ref, [], "eager", Gates.for_precision(precision), warmup=0)
         assert not verdict, precision
-    fp16 = verify(deployed, reference, Gates.for_precision("fp16"), cases)
-    assert any("scale error" in f for f in fp16.failures), fp16.failures
-    assert fp16.outputs["features"]["cosine_min"] > 0.999  # the cosine alone would have passed it
-    assert not all(c.passed for c in fp16.checklist())
+    assert any("scale error" in f for f in verdict.failures), verdict.failures
+    assert verdict.outputs["features"]["cosine_min"] > 0.999  # the cosine alone would have passed it
+    assert not all(c.passed for c in verdict.checklist())
 
 
 def test_fp16_onnx_passes_and_tampered_fp16_onnx_fails(small_onnx, tmp_path):
