@@ -14,6 +14,8 @@ onnxconverter-common converts; we decide, node by node, what runs in fp16 and ti
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -28,14 +30,16 @@ MOVE_OPS = frozenset(
 )
 
 
-def fp16_from_onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Mixed-precision copy of an exported fp32 model; metadata `srg_deploy.precision` becomes "fp16"."""
+def fp16_from_onnx(proto: onnx.ModelProto, keep_fp32: Collection[str] = ()) -> onnx.ModelProto:
+    """Mixed-precision copy of an exported fp32 model; metadata `srg_deploy.precision` becomes "fp16". Nodes named
+    in `keep_fp32` stay fp32 whatever their type (build-engine --keep-fp32-overflow: activations beyond fp16)."""
     from onnxconverter_common.float16 import convert_float_to_float16
 
     if _meta(proto).get("srg_deploy.precision") == "fp16":
         raise SRGError("the model is already fp16; convert the fp32 export")
     proto = _without_weight_aliases(proto)
-    fp16_nodes = fp16_node_names(proto)
+    fp16_nodes = fp16_node_names(proto, set(keep_fp32))
+    _unshare_initializers(proto, fp16_nodes)
     # Blocked by node name only: blocking by op type would include the Casts the converter appends while it walks
     # the node list, and it would wrap each new one in more Casts forever.
     fp32_nodes = {n.name for n in _all_nodes(proto.graph)} - fp16_nodes
@@ -72,10 +76,32 @@ def _without_weight_aliases(proto: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def fp16_node_names(proto: onnx.ModelProto) -> set[str]:
-    """Top-level nodes that run in fp16, decided in graph order: compute ops outside the coordinate chain, and
-    data movement whose float input comes from an fp16 node. Graph inputs and constants count as fp32."""
-    coordinates = coordinate_nodes(proto.graph)
+def _unshare_initializers(proto: onnx.ModelProto, fp16_nodes: set[str]) -> None:
+    """Give fp32 nodes their own copy of any initializer an fp16 node also reads (the exporter stores identical
+    tensors once, e.g. the all-zero biases of BatchNorm-folded convolutions): the converter turns a weight to fp16
+    only where no fp32 node reads it, and an fp16 conv would then get an fp32 bias."""
+    weights = {t.name: t for t in proto.graph.initializer}
+    readers: dict[str, set[bool]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            if name in weights:
+                readers.setdefault(name, set()).add(node.name in fp16_nodes)
+    shared = {name for name, kinds in readers.items() if kinds == {True, False}}
+    for name in sorted(shared):
+        copy = onnx.TensorProto()
+        copy.CopyFrom(weights[name])
+        copy.name = f"{name}__fp32"
+        proto.graph.initializer.append(copy)
+    for node in proto.graph.node:
+        if node.name not in fp16_nodes:
+            node.input[:] = [f"{x}__fp32" if x in shared else x for x in node.input]
+
+
+def fp16_node_names(proto: onnx.ModelProto, keep_fp32: set[str] | None = None) -> set[str]:
+    """Top-level nodes that run in fp16, decided in graph order: compute ops outside the coordinate chain and
+    `keep_fp32`, and data movement whose float input comes from an fp16 node. Graph inputs and constants count as
+    fp32."""
+    coordinates = coordinate_nodes(proto.graph) | (keep_fp32 or set())
     producer = {out: n for n in proto.graph.node for out in n.output}
     chosen: set[str] = set()
     for node in proto.graph.node:
@@ -260,9 +286,19 @@ def _meta(proto: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def activation_peak(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> tuple[str, str, float] | None:
-    """(node name, op type, largest |value|) over every float tensor a top-level node of `proto` produces on
-    `inputs`, run in ONNX Runtime: where an fp16 conversion would overflow. None for a model with no float nodes."""
+@dataclass(frozen=True)
+class Peak:
+    """The largest |value| a node reads (activations, not weights) and writes, on one input."""
+
+    node: str
+    op: str
+    output: float
+    input: float
+
+
+def activation_peaks(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, Peak]:
+    """Every top-level node of the fp32 `proto` with the largest |value| among the float activations it reads and
+    writes on `inputs`, run in ONNX Runtime: where an fp16 conversion would overflow (fp16 stores > 65504 as inf)."""
     import onnxruntime as ort
 
     inferred = onnx.shape_inference.infer_shapes(proto)
@@ -271,19 +307,37 @@ def activation_peak(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> tu
         for v in (*inferred.graph.value_info, *inferred.graph.output)
         if v.type.tensor_type.elem_type == TensorProto.FLOAT
     }
-    producer = {out: node for node in inferred.graph.node for out in node.output if out in floats}
+    produced = {out for node in inferred.graph.node for out in node.output if out in floats}
     probe = onnx.ModelProto()
     probe.CopyFrom(inferred)
     existing = {o.name for o in probe.graph.output}
     probe.graph.output.extend(
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in producer if name not in existing
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in produced if name not in existing
     )
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs() if o.name in producer]
-    best = None
-    for name, value in zip(names, session.run(names, inputs)):
-        if value.size:
-            peak = float(np.abs(value.astype(np.float64)).max())
-            if best is None or peak > best[2]:
-                best = (producer[name].name or name, producer[name].op_type, peak)
-    return best
+    names = [o.name for o in session.get_outputs() if o.name in produced]
+    tensors = {
+        n: float(np.abs(v.astype(np.float64)).max()) if v.size else 0.0
+        for n, v in zip(names, session.run(names, inputs))
+    }
+    tensors |= {
+        n: float(np.abs(v.astype(np.float64)).max()) if v.size else 0.0
+        for n, v in inputs.items()
+        if v.dtype.kind == "f"
+    }
+    return {
+        node.name: Peak(
+            node.name,
+            node.op_type,
+            max((tensors.get(t, 0.0) for t in node.output), default=0.0),
+            max((tensors.get(t, 0.0) for t in node.input), default=0.0),
+        )
+        for node in inferred.graph.node
+        if any(t in tensors for t in node.output)
+    }
+
+
+def overflowing(peaks: dict[str, Peak], limit: float) -> set[str]:
+    """Nodes that read or write activations beyond `limit`: kept in fp32, every tensor they exchange with fp16
+    nodes stays below it."""
+    return {name for name, p in peaks.items() if max(p.output, p.input) > limit}

@@ -250,6 +250,13 @@ def build_engine(
     min_agreement: Annotated[
         Optional[float], typer.Option(help="fp16 gate: least top-1 / triplet agreement vs fp32 (default 0.95).")
     ] = None,
+    keep_fp32_overflow: Annotated[
+        bool,
+        typer.Option(
+            "--keep-fp32-overflow",
+            help="With --fp16: keep in fp32 the nodes whose activations on a sample frame exceed a quarter of fp16's range.",
+        ),
+    ] = False,
 ) -> None:
     """Build a TensorRT engine (10.9+/11.x) with the srg::roi_pool plugin; --fp16 converts and checks first."""
     from srg_deploy.commands.build_engine import run_build_engine
@@ -275,6 +282,7 @@ def build_engine(
         opt_level=opt_level,
         min_cosine=min_cosine,
         min_agreement=min_agreement,
+        keep_fp32_overflow=keep_fp32_overflow,
     )
 
 

@@ -182,7 +182,19 @@ def test_fp16_overflow_is_named_with_its_node(tmp_path):
     result = run_cli("build-engine", tmp_path / "model.onnx", "-o", tmp_path / "m.engine", "--fp16")
     assert_clean_error(result, "fails the check against fp32", "activations exceed fp16's range (65504)", "at node")
     assert "(Conv)" in result.stderr or "(Add)" in result.stderr or "(Relu)" in result.stderr
+    assert "--keep-fp32-overflow" in result.stderr
     assert not (tmp_path / "m.engine").exists()
+    # Asked for explicitly, the overflowing nodes stay fp32 and the fp16 model passes the same gates.
+    fp16 = tmp_path / "kept.onnx"
+    result = run_cli(
+        "build-engine", tmp_path / "model.onnx", "-o", tmp_path / "m.engine", "--fp16", "--keep-fp32-overflow",
+        "--onnx-out", fp16,
+    )  # fmt: skip
+    assert "nodes in fp32 (--keep-fp32-overflow)" in result.stdout, result.stdout + result.stderr
+    assert "[✓] fp16 vs fp32" in result.stdout, result.stdout
+    assert fp16.is_file()
+    kinds = {n.op_type for n in onnx.load(str(fp16)).graph.node}
+    assert "Cast" in kinds  # a mixed model: fp16 where activations fit, fp32 where they do not
 
 
 def test_sample_cases_cover_noise_for_fp16(small_onnx):

@@ -19,11 +19,15 @@ from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
 from srg_deploy.export.engine import Profile, engine_from_onnx, sha256, sidecar
-from srg_deploy.export.fp16 import activation_peak, fp16_from_onnx
+from srg_deploy.export.fp16 import activation_peaks, fp16_from_onnx, overflowing
 from srg_deploy.export.onnx_export import metadata
 from srg_deploy.runtime.judge import FP16_MAX, Case, Gates, Verdict
 from srg_deploy.runtime.tensorrt_env import import_tensorrt, sidecar_path
 from srg_deploy.runtime.verify import sample_cases, verify
+
+# Activations a node may read or write and still run in fp16 with --keep-fp32-overflow: a quarter of fp16's largest
+# value, so that real frames somewhat brighter or busier than the sample frame still fit.
+OVERFLOW_LIMIT = FP16_MAX / 4
 
 
 def run_build_engine(
@@ -37,6 +41,7 @@ def run_build_engine(
     opt_level: int | None,
     min_cosine: float | None = None,
     min_agreement: float | None = None,
+    keep_fp32_overflow: bool = False,
 ) -> None:
     source_bytes = Path(onnx_path).read_bytes() if Path(onnx_path).is_file() else None
     proto = read_onnx(onnx_path)
@@ -49,8 +54,9 @@ def run_build_engine(
     if fp16:
         if precision == "fp16":
             raise SRGError(f"{onnx_path} is already fp16; pass the fp32 export with --fp16, or drop --fp16")
+        keep = keep_for_overflow(proto) if keep_fp32_overflow else set()
         with console.status("converting to mixed precision (fp16 compute, fp32 coordinates)"):
-            converted = fp16_from_onnx(proto)
+            converted = fp16_from_onnx(proto, keep)
         check_onnx(converted)
         gates = Gates.for_precision("fp16", min_cosine=min_cosine, min_agreement=min_agreement)
         verdict = fp16_parity(proto, converted, gates)
@@ -61,8 +67,10 @@ def run_build_engine(
                 tmp.write_bytes(converted.SerializeToString())
             console.print(f"wrote {onnx_out}")
         proto, precision = converted, "fp16"
-    elif onnx_out:
-        raise SRGError("--onnx-out keeps the fp16 conversion; it needs --fp16")
+    elif onnx_out or keep_fp32_overflow:
+        raise SRGError(
+            f"{'--onnx-out' if onnx_out else '--keep-fp32-overflow'} is about the fp16 conversion; it needs --fp16"
+        )
     coverage = op_coverage(proto)
     if not coverage:
         raise SRGError(
@@ -103,17 +111,35 @@ def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> V
 def fp16_failure(fp32: onnx.ModelProto, verdict: Verdict) -> str:
     """The first failure; when fp16 overflowed, where: the fp32 model's largest activation and the node that made it."""
     first = verdict.failures[0]
-    if "NaN or infinity" not in first and "exceed fp16's range" not in first:
+    if "NaN or infinity" not in first:
         return first
-    peak = activation_peak(fp32, sample_cases_for(fp32)[0].inputs)
-    if peak is None or peak[2] <= FP16_MAX:
+    peaks = activation_peaks(fp32, sample_cases_for(fp32)[0].inputs)
+    top = max(peaks.values(), key=lambda p: p.output, default=None)
+    if top is None or top.output <= FP16_MAX:
         return first
-    node, op, value = peak
     return (
-        f"activations exceed fp16's range ({FP16_MAX:g}): the fp32 model reaches {value:.3g} at node {node!r} ({op})"
-        " on the sample frame, which fp16 stores as infinity; keep this model in fp32, or fix the weights that"
-        " produce such values (e.g. uncalibrated BatchNorm statistics)"
+        f"activations exceed fp16's range ({FP16_MAX:g}): the fp32 model reaches {top.output:.3g} at node"
+        f" {top.node!r} ({top.op}) on the sample frame, which fp16 stores as infinity;"
+        f" {len(overflowing(peaks, OVERFLOW_LIMIT))} nodes go past {OVERFLOW_LIMIT:g}. Keep them in fp32 with"
+        " --keep-fp32-overflow, build in fp32, or fix the weights that produce such values (e.g. BatchNorm statistics)"
     )
+
+
+def keep_for_overflow(fp32: onnx.ModelProto) -> set[str]:
+    """The nodes whose activations on the sample frame go past OVERFLOW_LIMIT, announced before converting."""
+    peaks = activation_peaks(fp32, sample_cases_for(fp32)[0].inputs)
+    keep = overflowing(peaks, OVERFLOW_LIMIT)
+    if keep:
+        top = max((peaks[n] for n in keep), key=lambda p: max(p.output, p.input))
+        console.print(
+            f"keeping {len(keep)} of {len(peaks)} nodes in fp32 (--keep-fp32-overflow): their activations pass"
+            f" {OVERFLOW_LIMIT:g} on the sample frame, up to {max(top.output, top.input):.3g} at {top.node!r}"
+            f" ({top.op})",
+            markup=False,
+        )
+    else:
+        console.print("--keep-fp32-overflow: no activation passes the limit on the sample frame; nothing kept in fp32")
+    return keep
 
 
 def sample_cases_for(proto: onnx.ModelProto) -> list[Case]:
