@@ -85,8 +85,10 @@ class MemoryCache:
     def get(self, k: int) -> tuple[Tensor, Tensor]:
         return self._items[k]
 
-    def put(self, k: int, features: Tensor, unions: Tensor) -> None:
+    def put(self, k: int, features: Tensor, unions: Tensor) -> tuple[Tensor, Tensor]:
+        """Keep them; returns them as `get` will (here: unchanged)."""
         self._items[k] = (features, unions)
+        return features, unions
 
     def flush(self) -> None:
         """Nothing to write."""
@@ -139,7 +141,9 @@ class DiskCache:
         rows = torch.from_numpy(rows.astype(np.float32).reshape(-1, FEATURE_DIM))
         return rows[:boxes], rows[boxes:]
 
-    def put(self, k: int, features: Tensor, unions: Tensor) -> None:
+    def put(self, k: int, features: Tensor, unions: Tensor) -> tuple[Tensor, Tensor]:
+        """Append them; returns them as `get` will (rounded to float16), so that the epoch that computes an image's
+        features trains on exactly what later epochs read back."""
         rows = torch.cat([features, unions]).numpy().astype(np.float16)
         with open(self.data_path, "ab") as f:
             f.write(rows.tobytes())
@@ -148,6 +152,8 @@ class DiskCache:
         self._pending += 1
         if self._pending >= INDEX_FLUSH_EVERY:
             self.flush()
+        stored = torch.from_numpy(rows.astype(np.float32))
+        return stored[: len(features)], stored[len(features) :]
 
     def flush(self) -> None:
         """Make every appended row durable, then the index that points at them."""
@@ -192,8 +198,7 @@ class SplitFeatures:
                     if image is None:
                         features, unions = self.cache.get(k)
                     else:
-                        features, unions = self.extractor(image.result(), gt.boxes)
-                        self.cache.put(k, features, unions)
+                        features, unions = self.cache.put(k, *self.extractor(image.result(), gt.boxes))
                         self.computed += 1
                     yield gt, features, unions
         finally:

@@ -104,24 +104,16 @@ def train(
         monitor.note(f"{output} has completed {saved[0].epoch} of {epochs} epochs: nothing to train (raise --epochs)")
         return _summary(output, saved[0])
     torch_device = check_device(device)
+    model = load_model(checkpoint)
+    fingerprint = frozen_fingerprint(model)
+    base = {"checkpoint": str(checkpoint), "provenance": model.config.provenance}
     train_set = VGSGGDataset(data, recipe.split, recipe.val_images)
     val_set = VGSGGDataset(data, "val", recipe.val_images) if recipe.split == "train" and recipe.val_images else None
     monitor.note(train_set.describe())
     if val_set:
         monitor.note(val_set.describe())
-    model = load_model(checkpoint)
-    fingerprint = frozen_fingerprint(model)
-    base = {"checkpoint": str(checkpoint), "provenance": model.config.provenance}
-    model = _fit_vocabulary(model, checkpoint, train_set, recipe, monitor)
-    params = _trainable(model)
-    optimizer = torch.optim.SGD(
-        [
-            {"params": [p for n, p in params if not n.endswith("bias")], "weight_decay": recipe.weight_decay},
-            {"params": [p for n, p in params if n.endswith("bias")], "weight_decay": 0.0},
-        ],
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-    )
+    model = _fit_vocabulary(model, checkpoint, train_set, recipe, monitor).to(torch_device)
+    optimizer = _optimizer(model, recipe)
     rng = np.random.default_rng(recipe.seed)
     images = _image_key(train_set)
     if saved:
@@ -131,14 +123,13 @@ def train(
         if state.train_images != images:
             raise SRGError(f"--resume: the {recipe.split} split of {data} is not the one {output} was trained on")
         model.load_state_dict({**model.state_dict(), **heads})
-        optimizer.load_state_dict(optimizer_state)
+        optimizer.load_state_dict(optimizer_state)  # after the model moved: buffers follow their parameters
         rng.bit_generator.state = state.rng
         state.epochs = epochs
         monitor.note(f"resuming {output} after epoch {state.epoch} of {epochs}")
     else:
         output.mkdir(parents=True, exist_ok=True)
         state = TrainState(0, epochs, None, None, [], {}, dataclasses.asdict(recipe), images, fingerprint)
-    model.to(torch_device)
     extractor = FeatureExtractor(model, device)
     train_features = SplitFeatures(train_set, extractor, open_cache(feature_cache, fingerprint, train_set, "train"))
     val_features = (
@@ -340,15 +331,20 @@ def _fit_vocabulary(model: SRGNet, checkpoint: Path, dataset: VGSGGDataset, reci
     return fresh.eval()
 
 
-def _trainable(model: SRGNet) -> list[tuple[str, torch.nn.Parameter]]:
-    """Freeze everything, then hand the trained heads' parameters (in a fixed order) to the optimiser."""
+def _optimizer(model: SRGNet, recipe: Recipe) -> torch.optim.SGD:
+    """Freeze everything but the trained heads; SGD over those, weight decay on weights only (SGB's
+    WEIGHT_DECAY_BIAS = 0), parameters in a fixed order so that a saved optimiser state fits again."""
     model.requires_grad_(False)
-    params = []
+    weights, biases = [], []
     for module in TRAINED:
         for name, p in getattr(model, module).named_parameters():
             p.requires_grad_(True)
-            params.append((f"{module}.{name}", p))
-    return params
+            (biases if name == "bias" else weights).append(p)
+    return torch.optim.SGD(
+        [{"params": weights, "weight_decay": recipe.weight_decay}, {"params": biases, "weight_decay": 0.0}],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+    )
 
 
 def _heads(model: SRGNet) -> dict[str, torch.Tensor]:
