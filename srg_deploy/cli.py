@@ -458,8 +458,9 @@ def dataset_info(
 ) -> None:
     """One line for a split after the field's filters: images, boxes, relations, vocabulary sizes."""
     from srg_deploy.commands.dataset import describe_dataset
+    from srg_deploy.console import out
 
-    console.print(escape(describe_dataset(root, split, val_images)), highlight=False)
+    out.print(escape(describe_dataset(root, split, val_images)), highlight=False)
 
 
 @app.command(epilog="Example:\n\n  srg-deploy demo --workdir demo")
