@@ -35,7 +35,12 @@ from srg_deploy.runtime.torch_backend import TorchBackend
 MEMORY_LIMIT_BYTES = 8 * 2**30
 CACHE_FORMAT = "srg-deploy-features/1"
 INDEX_FLUSH_EVERY = 256  # images appended between index writes: an interrupted run loses at most these
-PREFETCH = 4  # images decoded ahead on a thread while the model runs
+
+
+def loader_threads(cores: int | None = None) -> int:
+    """Threads that decode and preprocess images while the model runs: half the cores, 1 to 8. JPEG decoding,
+    resizing and normalising release the GIL; on a GPU they, not the model, would otherwise set the pace."""
+    return max(1, min(8, (cores or os.cpu_count() or 2) // 2))
 
 
 def rows_per_image(num_boxes: int) -> int:
@@ -56,18 +61,25 @@ def frozen_fingerprint(model: SRGNet) -> str:
 
 
 class FeatureExtractor:
-    """Frozen trunk + RoI pooling + res5 on one image: (boxes [N,2048], unions [N(N-1)/2, 2048]) on the CPU."""
+    """Frozen trunk + RoI pooling + res5 on one image: (boxes [N,2048], unions [N(N-1)/2, 2048]) on the CPU.
+    `prepare` (CPU: resize, normalise, pairs) and `run` (the model) are separate so that loader threads can prepare
+    the next images while the model runs."""
 
     def __init__(self, model: SRGNet, device: str) -> None:
         self.model, self.device = model, device
         self.predictor = Predictor(TorchBackend(model, mode="boxes", device=device), max_pairs=None)
 
+    def prepare(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> dict[str, np.ndarray]:
+        return self.predictor.prepare(frame_bgr, boxes).inputs
+
     @torch.no_grad()
-    def __call__(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> tuple[Tensor, Tensor]:
-        inputs = self.predictor.prepare(frame_bgr, boxes).inputs
+    def run(self, inputs: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
         image, regions, pairs = (torch.from_numpy(inputs[n]).to(self.device) for n in ("image", "boxes", "pairs"))
         features, unions = self.model.pool_regions(self.model.trunk(image), regions, pairs)
         return features.cpu(), unions.cpu()
+
+    def __call__(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> tuple[Tensor, Tensor]:
+        return self.run(self.prepare(frame_bgr, boxes))
 
 
 class MemoryCache:
@@ -169,8 +181,8 @@ class DiskCache:
 
 
 class SplitFeatures:
-    """A split's images with their frozen features: computed on first use (images decoded ahead on a thread),
-    then served from the cache."""
+    """A split's images with their frozen features: computed on first use (images decoded and preprocessed ahead
+    on `loader_threads`), then served from the cache."""
 
     def __init__(self, dataset: VGSGGDataset, extractor: FeatureExtractor, cache: MemoryCache | DiskCache) -> None:
         self.dataset, self.extractor, self.cache = dataset, extractor, cache
@@ -181,28 +193,31 @@ class SplitFeatures:
 
     def items(self, order: Sequence[int]) -> Iterator[tuple[SGGImage, Tensor, Tensor]]:
         """(ground truth, box features, union features) for the images of `order`, in that order."""
+        threads = loader_threads()
         try:
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
                 ahead: deque[tuple[int, Future | None]] = deque()
                 todo = iter(order)
 
                 def fill() -> None:
-                    while len(ahead) < PREFETCH and (k := next(todo, None)) is not None:
-                        ahead.append((k, None if self.cache.has(k) else pool.submit(self.dataset.read_image, k)))
+                    while len(ahead) < 2 * threads and (k := next(todo, None)) is not None:
+                        ahead.append((k, None if self.cache.has(k) else pool.submit(self._prepare, k)))
 
                 fill()
                 while ahead:
-                    k, image = ahead.popleft()
+                    k, inputs = ahead.popleft()
                     fill()
-                    gt = self.dataset[k]
-                    if image is None:
+                    if inputs is None:
                         features, unions = self.cache.get(k)
                     else:
-                        features, unions = self.cache.put(k, *self.extractor(image.result(), gt.boxes))
+                        features, unions = self.cache.put(k, *self.extractor.run(inputs.result()))
                         self.computed += 1
-                    yield gt, features, unions
+                    yield self.dataset[k], features, unions
         finally:
             self.cache.flush()
+
+    def _prepare(self, k: int) -> dict[str, np.ndarray]:
+        return self.extractor.prepare(self.dataset.read_image(k), self.dataset[k].boxes)
 
 
 def open_cache(folder: Path | None, fingerprint: str, dataset: VGSGGDataset, what: str) -> MemoryCache | DiskCache:
