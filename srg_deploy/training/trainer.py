@@ -113,7 +113,7 @@ def train(
     if val_set:
         monitor.note(val_set.describe())
     model = _fit_vocabulary(model, checkpoint, train_set, recipe, monitor).to(torch_device)
-    optimizer = _optimizer(model, recipe)
+    optimizer = head_optimizer(model, recipe)
     rng = np.random.default_rng(recipe.seed)
     images = _image_key(train_set)
     if saved:
@@ -215,7 +215,7 @@ def _train_epoch(
         batch.append(item)
         if len(batch) < recipe.batch_size and n < len(order):
             continue
-        losses = _step(model, optimizer, batch, rng, recipe, device)
+        losses = train_step(model, optimizer, batch, rng, recipe, device)
         totals, steps, batch = totals + losses, steps + 1, []
         monitor.advance(n, totals[0] / steps)
     seconds = time.perf_counter() - started
@@ -231,7 +231,7 @@ def _train_epoch(
     }
 
 
-def _step(
+def train_step(
     model: SRGNet,
     optimizer: torch.optim.Optimizer,
     batch: list,
@@ -331,7 +331,7 @@ def _fit_vocabulary(model: SRGNet, checkpoint: Path, dataset: VGSGGDataset, reci
     return fresh.eval()
 
 
-def _optimizer(model: SRGNet, recipe: Recipe) -> torch.optim.SGD:
+def head_optimizer(model: SRGNet, recipe: Recipe) -> torch.optim.SGD:
     """Freeze everything but the trained heads; SGD over those, weight decay on weights only (SGB's
     WEIGHT_DECAY_BIAS = 0), parameters in a fixed order so that a saved optimiser state fits again."""
     model.requires_grad_(False)
