@@ -465,11 +465,11 @@ def dataset_info(
 
 @app.command(epilog="Example:\n\n  srg-deploy demo --workdir demo")
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for the demo's checkpoint, model, video and outputs.")] = Path(
-        "demo"
-    ),
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the demo's checkpoint, dataset, training run, model, video and outputs.")
+    ] = Path("demo"),
 ) -> None:
-    """The whole chain on generated data: seeded UNTRAINED checkpoint -> ONNX -> sample video -> infer."""
+    """The whole chain on a generated scene: dataset -> train the heads -> ONNX -> eval -> sample video -> infer."""
     from srg_deploy.commands.demo import run_demo
 
     code = run_demo(workdir)
