@@ -331,8 +331,8 @@ def bench(
 
 
 @app.command(
-    epilog="Examples:\n\n  srg-deploy train ckpt/ --data datasets/vg --output runs/vg --feature-cache /scratch/vg-features"
-    " --device cuda\n\n"
+    epilog="Examples:\n\n  srg-deploy train ckpt/ --data datasets/vg --output runs/vg --device cuda"
+    " --feature-cache /scratch/vg-features\n\n"
     "  srg-deploy train ckpt/ --data datasets/vg --output runs/vg --resume\n\n"
     "  srg-deploy train ckpt/ --data scene/ --output runs/scene --val-images 8 --epochs 20 --reinit-heads\n\n"
     "Recipe (Scene-Graph-Benchmark's relation training): per image at most 256 ordered pairs, up to 64 of them "

@@ -221,8 +221,9 @@ class SplitFeatures:
 
 
 def open_cache(folder: Path | None, fingerprint: str, dataset: VGSGGDataset, what: str) -> MemoryCache | DiskCache:
-    """A disk cache under `folder`/`what` keyed by the model's frozen part (`frozen_fingerprint`) and the split, or memory when `folder`
-    is None and the split's features fit in MEMORY_LIMIT_BYTES (else one line saying to use a folder)."""
+    """A disk cache under `folder`/`what`, keyed by the model's frozen part (`frozen_fingerprint`) and the split's
+    images; or memory when `folder` is None and the split's features fit in MEMORY_LIMIT_BYTES (else one line saying
+    to name a folder)."""
     if folder is None:
         rows = sum(rows_per_image(len(gt.boxes)) for gt in dataset)
         needed = rows * FEATURE_DIM * 4

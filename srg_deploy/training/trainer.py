@@ -389,8 +389,8 @@ def _save_model(
 
 
 def _describe_val(val: dict) -> str:
-    r, m = val["recall"], val["mean_recall"]
-    return f"val PredCls R@20/50/100 {100 * r['20']:.2f}/{100 * r['50']:.2f}/{100 * r['100']:.2f}, mR@50 {100 * m['50']:.2f}"
+    recall = "/".join(f"{100 * v:.2f}" for v in val["recall"].values())
+    return f"val PredCls R@{'/'.join(val['recall'])} {recall}, mR@50 {100 * val['mean_recall']['50']:.2f}"
 
 
 def _describe_epoch(record: dict, epochs: int, output: Path) -> str:
