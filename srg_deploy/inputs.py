@@ -50,7 +50,12 @@ def parse_boxes(value: object, where: str) -> np.ndarray:
 
 
 class BoxesFile:
-    """`boxes.json`: either one list of boxes for every image/frame, or {image file name: list of boxes}."""
+    """`boxes.json`: one list of boxes for every image/frame, or {image file name: list of boxes}.
+
+    A video can carry a list per frame instead: where a list of boxes may stand, a list of such lists (frame k gets
+    entry k) — at the top level for any single source, or as a dict value for the video of that file name. Boxes
+    that follow moving objects frame by frame need it; one list for the whole clip can only hold where each object
+    ever goes. Read such a file with `for_frame`; `for_source` serves the forms that do not change over frames."""
 
     def __init__(self, path: Path) -> None:
         path = Path(path)
@@ -61,9 +66,19 @@ class BoxesFile:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise SRGError(f"boxes file {path} is not valid JSON: {e}") from None
         self.path = path
+        self.per_frame: dict[str | None, list[np.ndarray]] = {}  # None: the top-level list, for every source
         if isinstance(data, dict):
             self.shared = None
-            self.by_name = {str(k): parse_boxes(v, f"{path} [{k!r}]") for k, v in data.items()}
+            self.by_name = {}
+            for k, v in data.items():
+                if _is_per_frame(v):
+                    self.per_frame[str(k)] = _parse_frames(v, f"{path} [{k!r}]")
+                else:
+                    self.by_name[str(k)] = parse_boxes(v, f"{path} [{k!r}]")
+        elif _is_per_frame(data):
+            self.shared = None
+            self.by_name = {}
+            self.per_frame[None] = _parse_frames(data, str(path))
         else:
             self.shared = parse_boxes(data, str(path))
             self.by_name = {}
@@ -71,6 +86,33 @@ class BoxesFile:
     def for_source(self, name: str) -> np.ndarray:
         if self.shared is not None:
             return self.shared
+        if name in self.per_frame or None in self.per_frame:
+            raise SRGError(f"boxes file {self.path} gives boxes per frame for {name!r}; this command needs one list")
         if name not in self.by_name:
             raise SRGError(f"boxes file {self.path} has no entry for {name!r} (keys are image file names)")
         return self.by_name[name]
+
+    def for_frame(self, name: str, index: int) -> np.ndarray:
+        """The boxes of frame `index` (its position in the source) of the source file `name`, in any form."""
+        frames = self.per_frame.get(name, self.per_frame.get(None))
+        if frames is None:
+            return self.for_source(name)
+        if not 0 <= index < len(frames):
+            raise SRGError(
+                f"boxes file {self.path} has boxes for {len(frames)} frames of {name!r}; frame {index} has none"
+            )
+        return frames[index]
+
+
+def _is_per_frame(value: object) -> bool:
+    """A non-empty list whose every entry is a list of lists (a frame's boxes; [] is a frame without boxes). A box
+    is a list of numbers, so a list of boxes never passes."""
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(frame, list) and all(isinstance(box, list) for box in frame) for frame in value)
+    )
+
+
+def _parse_frames(value: list, where: str) -> list[np.ndarray]:
+    return [parse_boxes(frame, f"{where} frame {k}") for k, frame in enumerate(value)]

@@ -151,3 +151,48 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+# --- a learnable generated dataset, a checkpoint for its vocabulary, and a training run on it ------------------------
+
+SCENE_TRAIN_ARGS = ("--val-images", "4", "--batch-size", "4", "--lr", "0.003")  # 14 train, 4 val images
+
+
+def scene_config() -> SRGConfig:
+    """The generated scene's vocabulary, frames resized to 120..160 px and a detector kept to a few regions, so that
+    training and SGDet evaluation take seconds on a CPU."""
+    from srg_deploy.config import Detector, Preprocessing
+    from srg_deploy.datasets.generate import OBJECTS, PREDICATES
+
+    return SRGConfig(
+        objects=OBJECTS,
+        predicates=PREDICATES,
+        preprocessing=Preprocessing(min_size=120, max_size=160),
+        detector=Detector(pre_nms_top_n=64, post_nms_top_n=16, max_detections=4),
+    )
+
+
+@pytest.fixture(scope="session")
+def scene_data(tmp_path_factory) -> Path:
+    """24 images of 160x120: 18 of split 0 (with --val-images 4: 14 train, 4 val) and 6 test."""
+    from srg_deploy.datasets.generate import write_dataset
+
+    root = tmp_path_factory.mktemp("scene") / "data"
+    write_dataset(root, 24, size=(160, 120))
+    return root
+
+
+@pytest.fixture(scope="session")
+def scene_checkpoint(tmp_path_factory) -> Path:
+    return saved(tmp_path_factory, random_model(scene_config(), seed=1), "scene_ckpt")
+
+
+@pytest.fixture(scope="session")
+def scene_run(tmp_path_factory, scene_data, scene_checkpoint) -> tuple[Path, subprocess.CompletedProcess]:
+    """`srg-deploy train` of the scene checkpoint for 12 epochs: (run folder, the finished process)."""
+    run = tmp_path_factory.mktemp("scene_run") / "run"
+    result = run_cli(
+        "train", scene_checkpoint, "--data", scene_data, "--output", run, *SCENE_TRAIN_ARGS, "--epochs", "12"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run, result

@@ -66,7 +66,7 @@ def run_infer(
     try:
         if boxes_file:
             for name in src.names:
-                boxes_file.for_source(name)  # fail before any work if a frame would have no boxes
+                boxes_file.for_frame(name, 0)  # fail before any work if a source would have no boxes
         if json_out:
             sinks.append(JsonlSink(json_out))
         if video_out:
@@ -84,7 +84,7 @@ def run_infer(
                     src,
                     Predictor(runner, max_pairs=max_pairs, top_k=top_k),
                     sinks or [ConsoleSink()],
-                    boxes_for=lambda frame: boxes_file.for_source(frame.name) if boxes_file else None,
+                    boxes_for=lambda frame: boxes_file.for_frame(frame.name, frame.index) if boxes_file else None,
                     options=options,
                     on_progress=on_progress,
                     notify=_notify,

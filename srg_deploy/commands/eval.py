@@ -1,0 +1,102 @@
+"""`srg-deploy eval`: the field's Recall@K of one or more models on a VG-SGG split, side by side.
+
+Every model is opened and checked (task, vocabulary) before any image is read; then each image is read once and
+run through every model (`runtime/evaluate.py`), so the columns compare the same images. The table shows percent;
+`--report` writes fractions in [0, 1]: the first model's results at the top level (the issue's schema), every
+model's under "models", each after the first with its deltas against the first.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from srg_deploy.atomic import write_text
+from srg_deploy.console import err
+from srg_deploy.console import out as console
+from srg_deploy.datasets import VGSGGDataset
+from srg_deploy.errors import SRGError
+from srg_deploy.runtime.evaluate import BACKEND_MODE, TASKS, check_model, evaluate
+from srg_deploy.runtime.loader import open_backend
+
+TASK_NAMES = {"predcls": "PredCls", "sgcls": "SGCls", "sgdet": "SGDet"}
+ROWS = (("R", "recall"), ("ngR", "no_graph_constraint_recall"), ("mR", "mean_recall"))
+
+
+def run_eval(
+    models: list[Path],
+    *,
+    data: Path,
+    split: str = "test",
+    val_images: int = 5000,
+    task: str = "predcls",
+    max_images: int | None = None,
+    report: Path | None = None,
+) -> list[dict]:
+    """Evaluate, print the table, write the report; returns one result per model."""
+    if task not in TASKS:
+        raise SRGError(f"unknown --mode {task!r}; expected one of {', '.join(TASKS)}")
+    if not models:
+        raise SRGError("name at least one model to evaluate")
+    for path in models:
+        if not Path(path).exists():
+            raise SRGError(f"model {path} does not exist")
+    dataset = VGSGGDataset(data, split, val_images, max_images=max_images)
+    err.print(dataset.describe(), markup=False)
+    with ExitStack() as stack:
+        opened = []
+        for path in models:
+            backend = stack.enter_context(open_backend(path, mode=BACKEND_MODE[task]))
+            check_model(backend, str(path), task, dataset)
+            err.print(f"{path}: {backend.describe()}", markup=False)
+            opened.append((str(path), backend))
+        progress = Progress(
+            TextColumn(f"{TASK_NAMES[task]} {split}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.2f} images/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        with progress:
+            bar = progress.add_task("eval", total=len(dataset), rate=0.0)
+
+            def advance(done: int) -> None:
+                elapsed = progress.tasks[bar].elapsed or 0.0
+                progress.update(bar, completed=done, rate=done / elapsed if elapsed > 0 else 0.0)
+
+            results = evaluate(dataset, opened, task, on_image=advance)
+    console.print(results_table(results, f"{TASK_NAMES[task]} on {data} ({split} split)"))
+    if report:
+        document = {
+            "mode": task,
+            "split": split,
+            "dataset": str(data),
+            "val_images": val_images,
+            **{k: v for k, v in results[0].items() if k != "delta"},
+            "models": results,
+        }
+        write_text(report, json.dumps(document, indent=2) + "\n")
+        console.print(f"wrote {report}", markup=False)
+    return results
+
+
+def results_table(results: list[dict], title: str) -> Table:
+    """Rows: R@K, ngR@K, mR@K (percent), images, ms per image; a column per model, deltas after the first."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for n, result in enumerate(results):
+        table.add_column(result["model"] + ("" if n == 0 else " (Δ vs first)"), justify="right")
+    for short, key in ROWS:
+        for k in results[0][key]:
+            cells = [f"{100 * results[0][key][k]:.2f}"]
+            cells += [f"{100 * r[key][k]:.2f} ({100 * r['delta'][key][k]:+.2f})" for r in results[1:]]
+            table.add_row(f"{short}@{k}", *cells)
+    table.add_row("images", *(str(r["images"]) for r in results))
+    table.add_row("ms / image", *(f"{1000 * r['seconds_per_image']:.1f}" for r in results))
+    return table

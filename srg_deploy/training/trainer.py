@@ -1,0 +1,417 @@
+"""Train the object head and the relation head of a checkpoint on a VG-SGG split, trunk and res5 frozen.
+
+The recipe (`Recipe`) is Scene-Graph-Benchmark's relation training (DESIGN.md §6: `sampling.py`, `loss.py`, the
+solver of `e2e_relation_X_101_32_8_FPN_1x.yaml`): per image the sampled ordered pairs of `sampling.py`, cross-entropy
+over predicates + 1 (class 0 = no relation) averaged over every sampled pair of the batch, plus cross-entropy on the
+ground-truth boxes' labels averaged over every box (the object head serves SGCls); SGD with momentum 0.9, lr 0.01,
+weight decay 1e-4 on weights and none on biases (SGB's WEIGHT_DECAY_BIAS = 0), gradients clipped to norm 5, 12 images
+per step. The learning rate stays constant: SGB lowers it on a validation plateau, we keep the best epoch by
+validation R@50 instead, which needs no extra state to resume.
+
+Relation logits come from `SRGNet.heads` on unordered pairs, both directions, exactly as the deployed graph computes
+them; each sampled ordered pair picks its direction. The frozen pool5 vectors come from `features.py`, computed once
+per image. After each epoch: PredCls R@K on `val` (when the split has one) through `runtime/evaluate.py`'s
+`boxes_prediction` and `SGGEvaluator`, the same computation as `srg-deploy eval`; the best epoch's model is written
+as a normal checkpoint folder; then the resumable state, the JSONL log and the curves.
+
+    OUT/checkpoint/      the trained model (best val R@50, or the last epoch without val): config.json + weights
+    OUT/train_log.jsonl  one record per epoch (epoch 0: val before training)
+    OUT/curves.png       loss and val R@K per epoch
+    OUT/state/           what --resume continues from (state.py)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from srg_deploy.atomic import write_text
+from srg_deploy.checkpoint import load_model, save_checkpoint
+from srg_deploy.datasets import SGGEvaluator, VGSGGDataset
+from srg_deploy.datasets.vocabulary import vocabulary_difference
+from srg_deploy.errors import SRGError
+from srg_deploy.model import SRGNet
+from srg_deploy.runtime.evaluate import boxes_prediction
+from srg_deploy.scene_graph import all_pairs
+from srg_deploy.training.curves import plot_curves
+from srg_deploy.training.features import FeatureExtractor, SplitFeatures, frozen_fingerprint, open_cache
+from srg_deploy.training.sampling import PAIRS_PER_IMAGE, POSITIVE_FRACTION, sample_pairs, unordered_index
+from srg_deploy.training.state import TrainState, has_state, load_state, save_state
+
+TRAINED = ("object_head", "subject_embed", "object_embed", "union_embed", "relation_head")
+REINITIALISED = (*TRAINED, "detector.box_deltas")  # every tensor whose shape follows the vocabulary
+CHECKPOINT_DIR, LOG_FILE, CURVES_FILE = "checkpoint", "train_log.jsonl", "curves.png"
+VAL_KEYS = ("images", "recall", "no_graph_constraint_recall", "mean_recall")
+DEFAULT_EPOCHS = 10
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a run is: resuming it with other values would be another run."""
+
+    split: str = "train"
+    val_images: int = 5000
+    lr: float = 0.01
+    batch_size: int = 12
+    seed: int = 0
+    reinit_heads: bool = False
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    pairs_per_image: int = PAIRS_PER_IMAGE
+    positive_fraction: float = POSITIVE_FRACTION
+
+
+class Monitor(Protocol):
+    """Where a run reports: lines, and a progress bar per stage (an epoch, a validation)."""
+
+    def note(self, line: str) -> None: ...
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def advance(self, done: int, loss: float | None) -> None: ...
+
+
+def train(
+    checkpoint: Path,
+    data: Path,
+    output: Path,
+    *,
+    options: dict[str, Any],
+    epochs: int | None,
+    device: str = "cpu",
+    resume: bool = False,
+    feature_cache: Path | None = None,
+    monitor: Monitor,
+) -> dict[str, Any]:
+    """Run (or continue) training; returns a summary: epochs done, best epoch and R@50, checkpoint path.
+
+    `options` are `Recipe` fields the user gave (None: not given): a new run fills the rest with the defaults, a
+    resumed one with its saved recipe, and refuses a given value that differs from it. `epochs` may grow."""
+    output = Path(output)
+    saved = _saved_state(output, resume)
+    recipe, epochs = _resolve(options, epochs, saved[0] if saved else None, output)
+    if saved and saved[0].epoch >= epochs:
+        monitor.note(f"{output} has completed {saved[0].epoch} of {epochs} epochs: nothing to train (raise --epochs)")
+        return _summary(output, saved[0])
+    torch_device = check_device(device)
+    model = load_model(checkpoint)
+    fingerprint = frozen_fingerprint(model)
+    base = {"checkpoint": str(checkpoint), "provenance": model.config.provenance}
+    train_set = VGSGGDataset(data, recipe.split, recipe.val_images)
+    val_set = VGSGGDataset(data, "val", recipe.val_images) if recipe.split == "train" and recipe.val_images else None
+    monitor.note(train_set.describe())
+    if val_set:
+        monitor.note(val_set.describe())
+    model = _fit_vocabulary(model, checkpoint, train_set, recipe, monitor).to(torch_device)
+    optimizer = head_optimizer(model, recipe)
+    rng = np.random.default_rng(recipe.seed)
+    images = _image_key(train_set)
+    if saved:
+        state, heads, optimizer_state = saved
+        if state.fingerprint != fingerprint:
+            raise SRGError(f"--resume: the trunk and res5 of {checkpoint} are not the ones {output} was trained from")
+        if state.train_images != images:
+            raise SRGError(f"--resume: the {recipe.split} split of {data} is not the one {output} was trained on")
+        model.load_state_dict({**model.state_dict(), **heads})
+        optimizer.load_state_dict(optimizer_state)  # after the model moved: buffers follow their parameters
+        rng.bit_generator.state = state.rng
+        state.epochs = epochs
+        monitor.note(f"resuming {output} after epoch {state.epoch} of {epochs}")
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        state = TrainState(0, epochs, None, None, [], {}, dataclasses.asdict(recipe), images, fingerprint)
+    extractor = FeatureExtractor(model, device)
+    train_features = SplitFeatures(train_set, extractor, open_cache(feature_cache, fingerprint, train_set, "train"))
+    val_features = (
+        SplitFeatures(val_set, extractor, open_cache(feature_cache, fingerprint, val_set, "val")) if val_set else None
+    )
+    if val_features and not state.history:
+        state.history.append(
+            {"epoch": 0, "val": validate(model, val_features, torch_device, monitor, "val, untrained")}
+        )
+        monitor.note(f"epoch 0 (before training): {_describe_val(state.history[0]['val'])}")
+    while state.epoch < epochs:
+        state.epoch += 1
+        name = f"epoch {state.epoch}/{epochs}"
+        record = {
+            "epoch": state.epoch,
+            **_train_epoch(model, optimizer, train_features, rng, recipe, torch_device, monitor, name),
+        }
+        if val_features:
+            record["val"] = validate(model, val_features, torch_device, monitor, f"val {state.epoch}/{epochs}")
+        recall = record["val"]["recall"]["50"] if val_features else None
+        # Ties go to the later epoch: the same validation score after more training.
+        record["best"] = not val_features or state.best_recall is None or recall >= state.best_recall
+        if record["best"]:
+            state.best_recall, state.best_epoch = recall, state.epoch
+            _save_model(model, output, base, train_set, recipe, state, torch_device)
+        state.history.append(record)
+        state.rng = rng.bit_generator.state
+        save_state(output, state, _heads(model), optimizer)
+        write_text(output / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state.history))
+        title = f"{Path(checkpoint).name} on {data}: {len(train_set)} {recipe.split} images"
+        plot_curves(state.history, output / CURVES_FILE, title)
+        monitor.note(_describe_epoch(record, epochs, output))
+    return _summary(output, state)
+
+
+def check_device(device: str) -> torch.device:
+    """cpu, cuda or cuda:N, refused in one line when PyTorch cannot use it here."""
+    if device != "cpu" and device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise SRGError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SRGError(f"--device {device}: PyTorch sees no CUDA GPU on this machine; use --device cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise SRGError(f"--device {device}: there are {torch.cuda.device_count()} CUDA GPUs (cuda:0 ...)")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def validate(model: SRGNet, features: SplitFeatures, device: torch.device, monitor: Monitor, name: str) -> dict:
+    """PredCls on every image of the split, all ordered pairs, through `boxes_prediction` + `SGGEvaluator`."""
+    evaluator = SGGEvaluator(features.dataset.predicates)
+    monitor.stage(name, len(features))
+    for n, (gt, boxes, unions) in enumerate(features.items(range(len(features))), 1):
+        pairs = all_pairs(len(gt.boxes))
+        _, object_logits, relation_logits = model.heads(
+            boxes.to(device), unions.to(device), torch.from_numpy(pairs).to(device)
+        )
+        evaluator.add(
+            gt, boxes_prediction(gt, "predcls", pairs, object_logits.cpu().numpy(), relation_logits.cpu().numpy())
+        )
+        monitor.advance(n, None)
+    result = evaluator.result()
+    return {k: result[k] for k in VAL_KEYS}
+
+
+def _train_epoch(
+    model: SRGNet,
+    optimizer: torch.optim.Optimizer,
+    features: SplitFeatures,
+    rng: np.random.Generator,
+    recipe: Recipe,
+    device: torch.device,
+    monitor: Monitor,
+    name: str,
+) -> dict[str, Any]:
+    """One pass over the split in a random order, `batch_size` images per SGD step."""
+    started, computed = time.perf_counter(), features.computed
+    order = rng.permutation(len(features))
+    totals, steps, batch = np.zeros(3), 0, []
+    monitor.stage(name, len(order))
+    for n, item in enumerate(features.items(order), 1):
+        batch.append(item)
+        if len(batch) < recipe.batch_size and n < len(order):
+            continue
+        losses = train_step(model, optimizer, batch, rng, recipe, device)
+        totals, steps, batch = totals + losses, steps + 1, []
+        monitor.advance(n, totals[0] / steps)
+    seconds = time.perf_counter() - started
+    return {
+        "loss": totals[0] / steps,
+        "relation_loss": totals[1] / steps,
+        "object_loss": totals[2] / steps,
+        "lr": optimizer.param_groups[0]["lr"],
+        "images": len(order),
+        "seconds": round(seconds, 3),
+        "images_per_s": len(order) / seconds,
+        "features_computed": features.computed - computed,
+    }
+
+
+def train_step(
+    model: SRGNet,
+    optimizer: torch.optim.Optimizer,
+    batch: list,
+    rng: np.random.Generator,
+    recipe: Recipe,
+    device: torch.device,
+) -> np.ndarray:
+    """One SGD step on a batch of (ground truth, box features, union features); returns (loss, relation, object).
+
+    The batch's images go through `heads` as one block-diagonal graph: their regions stacked, each image's pairs
+    offset to its own regions, so a step is a few large matrix products instead of a few per image."""
+    features, unions, pairs, picks, directions, labels, object_labels = [], [], [], [], [], [], []
+    regions = rows = 0
+    for gt, boxes, image_unions in batch:
+        n = len(gt.boxes)
+        ordered, image_labels = sample_pairs(n, gt.relations, rng, recipe.pairs_per_image, recipe.positive_fraction)
+        index, direction = unordered_index(ordered, n)
+        used, inverse = np.unique(index, return_inverse=True)
+        features.append(boxes)
+        unions.append(image_unions[torch.from_numpy(used)])
+        pairs.append(all_pairs(n)[used] + regions)
+        picks.append(inverse.reshape(-1) + rows)
+        directions.append(direction)
+        labels.append(image_labels)
+        object_labels.append(gt.labels)
+        regions, rows = regions + n, rows + len(used)
+    _, object_logits, relation_logits = model.heads(
+        torch.cat(features).to(device),
+        torch.cat(unions).to(device),
+        torch.from_numpy(np.concatenate(pairs).reshape(-1, 2)).to(device),
+    )
+    chosen = relation_logits[torch.from_numpy(np.concatenate(picks)), torch.from_numpy(np.concatenate(directions))]
+    target = torch.from_numpy(np.concatenate(labels)).to(device)
+    relation_loss = F.cross_entropy(chosen, target) if len(target) else torch.zeros((), device=device)
+    object_loss = F.cross_entropy(object_logits, torch.from_numpy(np.concatenate(object_labels)).to(device))
+    loss = relation_loss + object_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], recipe.grad_clip)
+    optimizer.step()
+    return np.array([loss.item(), relation_loss.item(), object_loss.item()])
+
+
+def _saved_state(output: Path, resume: bool) -> tuple[TrainState, dict, dict] | None:
+    """The state to continue from; a new run needs a new (or empty) folder, a resumed one a state inside."""
+    if not output.exists():
+        return None
+    if not output.is_dir():
+        raise SRGError(f"--output {output} is a file; expected a folder for the training run")
+    if not resume:
+        if any(output.iterdir()):
+            raise SRGError(
+                f"--output {output} already exists; pass --resume to continue that run, or name a new folder"
+            )
+        return None
+    if not has_state(output):
+        raise SRGError(f"--resume: {output} holds no training state ({output}/state/state.json); nothing to continue")
+    return load_state(output)
+
+
+def _resolve(options: dict[str, Any], epochs: int | None, saved: TrainState | None, output: Path) -> tuple[Recipe, int]:
+    """The run's recipe and epoch count: given values over the defaults, or over a resumed run's own."""
+    if saved is None:
+        return Recipe(**{k: v for k, v in options.items() if v is not None}), epochs or DEFAULT_EPOCHS
+    for key, value in options.items():
+        if value is not None and value != saved.recipe[key]:
+            raise SRGError(
+                f"--resume: {output} was trained with --{key.replace('_', '-')} {saved.recipe[key]} (now {value}); "
+                "resume with the same settings or start a new --output"
+            )
+    return Recipe(**saved.recipe), epochs or saved.epochs
+
+
+def _fit_vocabulary(model: SRGNet, checkpoint: Path, dataset: VGSGGDataset, recipe: Recipe, monitor: Monitor) -> SRGNet:
+    """The model whose heads will train: the checkpoint's, or with --reinit-heads new ones for the dataset's
+    vocabulary (object head, box-delta head, relation head; seeded), trunk, res5 and RPN kept."""
+    difference = vocabulary_difference(
+        model.config.objects, model.config.predicates, dataset.objects, dataset.predicates
+    )
+    if not recipe.reinit_heads:
+        if difference:
+            raise SRGError(
+                f"{checkpoint} and {dataset.root} have different vocabularies: {difference}; pass --reinit-heads to "
+                "train new heads for the dataset's vocabulary"
+            )
+        return model
+    config = dataclasses.replace(model.config, objects=dataset.objects, predicates=dataset.predicates)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        fresh = SRGNet(config)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"{m}." for m in REINITIALISED))}
+    fresh.load_state_dict({**fresh.state_dict(), **kept})
+    monitor.note(
+        f"--reinit-heads: new object, box-delta and relation heads (seed {recipe.seed}) for {len(dataset.objects)} "
+        f"objects and {len(dataset.predicates)} predicates; trunk, res5 and RPN from {checkpoint}"
+    )
+    return fresh.eval()
+
+
+def head_optimizer(model: SRGNet, recipe: Recipe) -> torch.optim.SGD:
+    """Freeze everything but the trained heads; SGD over those, weight decay on weights only (SGB's
+    WEIGHT_DECAY_BIAS = 0), parameters in a fixed order so that a saved optimiser state fits again."""
+    model.requires_grad_(False)
+    weights, biases = [], []
+    for module in TRAINED:
+        for name, p in getattr(model, module).named_parameters():
+            p.requires_grad_(True)
+            (biases if name == "bias" else weights).append(p)
+    return torch.optim.SGD(
+        [{"params": weights, "weight_decay": recipe.weight_decay}, {"params": biases, "weight_decay": 0.0}],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+    )
+
+
+def _heads(model: SRGNet) -> dict[str, torch.Tensor]:
+    prefixes = tuple(f"{m}." for m in REINITIALISED)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+
+
+def _image_key(dataset: VGSGGDataset) -> str:
+    """Which images a run trains on (ids of the split, after its filters), as a short hash."""
+    ids = json.dumps([gt.image_id for gt in dataset])
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
+
+
+def _save_model(
+    model: SRGNet,
+    output: Path,
+    base: dict,
+    dataset: VGSGGDataset,
+    recipe: Recipe,
+    state: TrainState,
+    device: torch.device,
+) -> None:
+    """The model as it is now, as a checkpoint folder anyone can load (`trained: true`, provenance says how)."""
+    provenance = {
+        "trained_from": base["checkpoint"],
+        "base_provenance": base["provenance"],
+        "dataset": str(dataset.root),
+        "split": dataset.split,
+        "train_images": len(dataset),
+        "epoch": state.epoch,
+        "epochs_planned": state.epochs,
+        "best_val_recall@50": state.best_recall,
+        "recipe": dataclasses.asdict(recipe),
+    }
+    config = model.config
+    model.config = dataclasses.replace(config, trained=True, provenance=provenance)
+    try:
+        save_checkpoint(model.cpu(), output / CHECKPOINT_DIR)
+    finally:
+        model.config = config
+        model.to(device)
+
+
+def _describe_val(val: dict) -> str:
+    recall = "/".join(f"{100 * v:.2f}" for v in val["recall"].values())
+    return f"val PredCls R@{'/'.join(val['recall'])} {recall}, mR@50 {100 * val['mean_recall']['50']:.2f}"
+
+
+def _describe_epoch(record: dict, epochs: int, output: Path) -> str:
+    line = (
+        f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f} (relation {record['relation_loss']:.4f}, "
+        f"object {record['object_loss']:.4f}), {record['images_per_s']:.1f} images/s"
+    )
+    if "val" in record:
+        line += f"; {_describe_val(record['val'])}"
+    if record["best"]:
+        line += f"; saved {output / CHECKPOINT_DIR}" + (" (best so far)" if "val" in record else "")
+    return line
+
+
+def _summary(output: Path, state: TrainState) -> dict[str, Any]:
+    return {
+        "train_images": next((r["images"] for r in state.history if "images" in r), None),
+        "epochs": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_recall@50": state.best_recall,
+        "checkpoint": str(output / CHECKPOINT_DIR),
+        "log": str(output / LOG_FILE),
+        "curves": str(output / CURVES_FILE),
+    }
