@@ -7,7 +7,8 @@ Every check in srg-deploy goes through here: `export`'s parity check (ONNX Runti
 
 Gates by precision (`GATES`):
 - fp32: every output within max|got - ref| <= rtol x max|ref| (rtol 1e-4); top-1 and triplet agreement 100%;
-  sgdet detections identical.
+  sgdet detections identical, their boxes within 0.25 px more (box coordinates pass through exp() and are scaled
+  by anchors up to 512 px, so two fp32 runtimes differ by hundredths of a pixel; 0.25 px is 1/64 of a feature cell).
 - fp16: cosine >= 0.999 per output, >= 0.99 per region of `features` (what fp16 itself can do: a faithful
   conversion of a BatchNorm-calibrated random model through PyTorch's `.half()` reaches ~0.994 per region on
   noise frames); |scale error| <= 0.006 per output (the systematic part of the difference, <got,ref>/<ref,ref> - 1:
@@ -59,6 +60,7 @@ class Gates:
     max_scale_error: float | None = None  # |<got,ref>/<ref,ref> - 1|, per output
     min_agreement: float = 1.0  # top-1, triplet recall@K, detection labels (pooled over frames)
     match_detections: bool = False  # sgdet: compare detections matched by label and IoU, not identical lists
+    box_atol_px: float | None = None  # sgdet `boxes`: pixels allowed on top of the relative bound
 
     @classmethod
     def for_precision(cls, precision: str, **overrides: float | None) -> Gates:
@@ -95,10 +97,11 @@ class Gates:
             return [f"{d.name}: the deployed model produced NaN or infinity" + _overflow_hint(self.precision)]
         failures = []
         if self.rtol is not None or self.atol is not None:
-            tolerance = (self.atol or 0.0) + (self.rtol or 0.0) * d.scale
+            atol = (self.atol or 0.0) + (self.box_atol_px or 0.0 if d.name == "boxes" else 0.0)
+            tolerance = atol + (self.rtol or 0.0) * d.scale
             if not d.max_abs <= tolerance:
                 failures.append(
-                    f"{d.name}: max abs error {d.max_abs:.2e} > {tolerance:.2e} (atol {self.atol or 0:g} + rtol"
+                    f"{d.name}: max abs error {d.max_abs:.2e} > {tolerance:.2e} (atol {atol:g} + rtol"
                     f" {self.rtol or 0:g} x max|ref| {d.scale:.3g})"
                 )
         if self.min_cosine is not None and not d.cosine >= self.min_cosine:
@@ -109,7 +112,7 @@ class Gates:
 
 
 GATES = {
-    "fp32": Gates(),
+    "fp32": Gates(box_atol_px=0.25),
     "fp16": Gates(
         precision="fp16",
         rtol=None,
@@ -327,7 +330,8 @@ class Verdict:
         for name, worst in self.outputs.items():
             parts = [f"max abs {worst['max_abs']:.2e}", f"max rel {worst['max_rel']:.2e}"]
             if g.rtol is not None or g.atol is not None:
-                parts[-1] += f" (rtol {g.rtol or 0:g}" + (f", atol {g.atol:g})" if g.atol else ")")
+                extra = (g.atol or 0.0) + (g.box_atol_px or 0.0 if name == "boxes" else 0.0)
+                parts[-1] += f" (rtol {g.rtol or 0:g}" + (f", atol {extra:g})" if extra else ")")
             parts.append(f"cosine {worst['cosine_min']:.7f}" + (f" (>= {g.min_cosine:g})" if g.min_cosine else ""))
             parts.append(
                 f"scale error {worst['scale_error']:+.2e}"

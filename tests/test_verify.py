@@ -197,7 +197,7 @@ def test_infer_check_every_needs_reference(small_onnx, frames_dir):
 
 
 def test_gates_by_precision_and_overrides():
-    assert Gates.for_precision("fp32") == Gates(precision="fp32", rtol=1e-4, min_agreement=1.0)
+    assert Gates.for_precision("fp32") == Gates(precision="fp32", rtol=1e-4, min_agreement=1.0, box_atol_px=0.25)
     fp16 = Gates.for_precision("fp16")
     assert (fp16.rtol, fp16.min_cosine, fp16.min_region_cosine, fp16.max_scale_error) == (None, 0.999, 0.99, 0.006)
     assert fp16.min_agreement == 0.95 and fp16.match_detections
