@@ -30,8 +30,8 @@ import onnx
 
 from srg_deploy.contract import read_metadata
 from srg_deploy.errors import SRGError
-from srg_deploy.export.engine import SIDECAR_SUFFIX, io_spec
-from srg_deploy.runtime.trt_backend import read_sidecar
+from srg_deploy.export.engine import io_spec
+from srg_deploy.runtime.tensorrt_env import read_sidecar, sidecar_path
 
 VERSION = "1"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -135,9 +135,7 @@ def _engine_entry(model: Path, name: str, instances: int, kind: str) -> ModelEnt
         raise SRGError(f"{model} is a TensorRT engine, which runs on a GPU only: drop --kind cpu")
     sidecar = read_sidecar(model)
     if "io" not in sidecar:
-        raise SRGError(
-            f"{model}{SIDECAR_SUFFIX} has no `io` section; rebuild the engine with `srg-deploy build-engine`"
-        )
+        raise SRGError(f"{sidecar_path(model)} has no `io` section; rebuild the engine with `srg-deploy build-engine`")
     gpu = sidecar.get("gpu", {})
     version = sidecar.get("tensorrt_version", "?")
     capability = gpu.get("compute_capability", "?")
@@ -149,8 +147,7 @@ def _engine_entry(model: Path, name: str, instances: int, kind: str) -> ModelEnt
         "The srg::roi_pool plugin is compiled into the plan (AOT), so the server needs no plugin library and no Python.",
         NO_BATCH_NOTE,
     )
-    sidecar_path = Path(str(model) + SIDECAR_SUFFIX)
-    files = {"model.plan": model, "model.plan" + SIDECAR_SUFFIX: sidecar_path}
+    files = {"model.plan": model, sidecar_path(Path("model.plan")).name: sidecar_path(model)}
     return _entry(name, "tensorrt_plan", kind, instances, sidecar["io"], notes, files, model)
 
 

@@ -15,6 +15,9 @@ import pytest
 from conftest import ROOT, assert_clean_error, run_cli
 from onnx import helper
 
+from srg_deploy.config import SRGConfig
+from srg_deploy.runtime.tensorrt_env import SIDECAR_FORMAT
+
 SIDECAR_IO = {  # what build-engine writes (export/engine.py io_spec) for an fp16 boxes-mode engine
     "inputs": [
         {"name": "image", "shape": [1, 3, "height", "width"], "dtype": "float32"},
@@ -100,12 +103,14 @@ def test_engine_repository_from_its_sidecar(tmp_path):
     engine = tmp_path / "model_fp16.engine"
     engine.write_bytes(np.random.default_rng(0).bytes(4096))
     sidecar = {
-        "format": "srg-deploy-engine/1",
+        "format": SIDECAR_FORMAT,
         "mode": "boxes",
         "precision": "fp16",
+        "config": json.loads(json.dumps(SRGConfig().to_dict())),
         "io": SIDECAR_IO,
         "tensorrt_version": "11.4.0",
         "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
+        "plugin": {"id": "srg::roi_pool", "implementation": "aot", "ptx_isa": "8.7"},
     }
     Path(str(engine) + ".json").write_text(json.dumps(sidecar))
     repo = tmp_path / "models"
