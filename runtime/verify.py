@@ -22,7 +22,7 @@ from srg_deploy.inputs import BoxesFile
 from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.golden import Golden
 from srg_deploy.runtime.judge import Case, Gates, Verdict, agreement_failures, finite, judge_frame, pool, rates
-from srg_deploy.runtime.predictor import Predictor, Prepared
+from srg_deploy.runtime.predictor import Predictor, Prepared, prepare
 from srg_deploy.runtime.sources import open_source
 from srg_deploy.runtime.synthetic import noise_frame, sample_frame
 
@@ -64,13 +64,15 @@ def cases_from_frames(backend: Backend, frames: list[SourceFrame], boxes: BoxesF
 def sample_cases(backend: Backend, noise: bool = False) -> list[Case]:
     """The checks `export` and `build-engine` run without user data: a synthetic frame with boxes covering the
     awkward cases (nested, full-frame, tiny), and with `noise` also a frame of pixel noise (fp16's hardest input)."""
+    return sample_inputs(backend.config, backend.mode, noise)
+
+
+def sample_inputs(config: SRGConfig, mode: str, noise: bool = False) -> list[Case]:
+    """`sample_cases` for a model known only by its config and mode (no session needed)."""
     frame, boxes = sample_frame()
-    frames = [SourceFrame("sample", "sample frame", frame)]
-    if noise:
-        frames.append(SourceFrame("noise", "noise frame", noise_frame(*frame.shape[:2])))
-    predictor = Predictor(backend)
+    frames = [("sample frame", frame)] + ([("noise frame", noise_frame(*frame.shape[:2]))] if noise else [])
     return [
-        Case(f.label, predictor.prepare(f.image, boxes if backend.mode == "boxes" else None).inputs) for f in frames
+        Case(label, prepare(config, mode, image, boxes if mode == "boxes" else None).inputs) for label, image in frames
     ]
 
 

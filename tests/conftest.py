@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -196,3 +197,26 @@ def scene_run(tmp_path_factory, scene_data, scene_checkpoint) -> tuple[Path, sub
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return run, result
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        return False
+
+
+HAS_TENSORRT = installed("tensorrt")
+# What the `trt` tests need and this machine lacks, named in every skip reason.
+MISSING = [
+    what
+    for what, present in (
+        ("TensorRT", HAS_TENSORRT),
+        ("cuda-python", installed("cuda.bindings") or installed("cuda.cudart")),
+        ("an NVIDIA GPU", torch.cuda.is_available()),
+    )
+    if not present
+]
+needs_tensorrt = pytest.mark.skipif(
+    bool(MISSING), reason=f"needs TensorRT >= 10.9, cuda-python and an NVIDIA GPU; missing: {', '.join(MISSING)}"
+)

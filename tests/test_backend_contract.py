@@ -3,25 +3,22 @@ Runtime and, where TensorRT and a GPU exist, TensorRT. A backend that drifts fro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
-import torch
-from conftest import run_cli
+from conftest import needs_tensorrt, run_cli
 
 from srg_deploy.contract import OUTPUTS, input_specs
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.loader import open_backend
 
-HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 BACKENDS = [
     "torch",
     "onnxruntime",
     pytest.param(
         "tensorrt",
-        marks=[pytest.mark.trt, pytest.mark.skipif(not HAS_TENSORRT, reason="needs TensorRT and an NVIDIA GPU")],
+        marks=[pytest.mark.trt, needs_tensorrt],
     ),
 ]
 

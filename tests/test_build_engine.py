@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import assert_clean_error, run_cli, small_config
+from conftest import HAS_TENSORRT, assert_clean_error, needs_tensorrt, run_cli, small_config
 from onnx import TensorProto
 
 from srg_deploy.checkpoint import random_model
@@ -25,28 +24,6 @@ from srg_deploy.runtime.ort_backend import OrtBackend
 from srg_deploy.runtime.tensorrt_env import SIDECAR_FORMAT, sidecar_path
 from srg_deploy.runtime.torch_backend import TorchBackend
 from srg_deploy.runtime.verify import sample_cases, verify
-
-
-def installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # the parent package is missing
-        return False
-
-
-HAS_TENSORRT = installed("tensorrt")
-MISSING = [
-    what
-    for what, present in (
-        ("TensorRT", HAS_TENSORRT),
-        ("cuda-python", installed("cuda.bindings") or installed("cuda.cudart")),
-        ("an NVIDIA GPU", torch.cuda.is_available()),
-    )
-    if not present
-]
-needs_tensorrt = pytest.mark.skipif(
-    bool(MISSING), reason=f"needs TensorRT >= 10.9, cuda-python and an NVIDIA GPU; missing: {', '.join(MISSING)}"
-)
 
 
 def elem_types(proto: onnx.ModelProto) -> dict[str, int]:

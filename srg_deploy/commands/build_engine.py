@@ -15,6 +15,7 @@ import onnx
 
 from srg_deploy.atomic import atomic_path, write_text
 from srg_deploy.commands.report import print_checklist
+from srg_deploy.config import SRGConfig
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
@@ -23,7 +24,7 @@ from srg_deploy.export.fp16 import activation_peaks, fp16_from_onnx, overflowing
 from srg_deploy.export.onnx_export import metadata
 from srg_deploy.runtime.judge import FP16_MAX, Case, Gates, Verdict
 from srg_deploy.runtime.tensorrt_env import import_tensorrt, sidecar_path
-from srg_deploy.runtime.verify import sample_cases, verify
+from srg_deploy.runtime.verify import sample_cases, sample_inputs, verify
 
 # Activations a node may read or write and still run in fp16 with --keep-fp32-overflow: a quarter of fp16's largest
 # value, so that real frames somewhat brighter or busier than the sample frame still fit.
@@ -145,13 +146,8 @@ def keep_for_overflow(fp32: onnx.ModelProto) -> set[str]:
 def sample_cases_for(proto: onnx.ModelProto) -> list[Case]:
     """The sample case at half resolution, for a cheap activation scan (intermediate tensors of a ResNet-101 at
     full size take gigabytes)."""
-    from srg_deploy.runtime.ort_backend import OrtBackend
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(proto.SerializeToString())
-        with OrtBackend(path) as backend:
-            case = sample_cases(backend)[0]
+    meta = metadata(proto)
+    case = sample_inputs(SRGConfig.from_dict(json.loads(meta["config"])), meta["mode"])[0]
     inputs = dict(case.inputs)
     inputs["image"] = np.ascontiguousarray(inputs["image"][:, :, ::2, ::2])
     if "boxes" in inputs:
