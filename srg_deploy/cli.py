@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from srg_deploy.commands import quantize
 from srg_deploy.console import err as console
 from srg_deploy.errors import SRGError
 
@@ -286,6 +287,9 @@ def build_engine(
         min_agreement=min_agreement,
         keep_fp32_overflow=keep_fp32_overflow,
     )
+
+
+app.command(epilog=quantize.EPILOG)(quantize.quantize)
 
 
 @app.command(
