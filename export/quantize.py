@@ -106,11 +106,43 @@ def int8_from_onnx(
             },
         )
         quantized = onnx.load(str(target))
+    _float_for_other_readers(quantized)
     violations = tensorrt_violations(quantized)
     if violations:  # ONNX Runtime changed what these options produce: a bug to see, not a user error
         raise RuntimeError("the QDQ model breaks TensorRT's explicit-quantization rules: " + "; ".join(violations))
     set_metadata(quantized, {**_meta(proto), "precision": "int8"})
     return quantized
+
+
+def _float_for_other_readers(model: onnx.ModelProto) -> None:
+    """ONNX Runtime hands a quantized activation's dequantized copy to every reader, so the identity shortcut of a
+    residual Add would carry int8-rounded values, and a graph output read by a quantized layer (`features`) would be
+    that copy too. Readers that are not quantized layers, and graph outputs, get the float tensor back."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for output in model.graph.output:
+        dq = producers.get(output.name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producers[dq.input[0]]
+        source, copy = q.input[0], output.name + "_DequantizeLinear_Output"
+        for node in model.graph.node:
+            for k, name in enumerate(node.input):
+                if name == output.name:
+                    node.input[k] = copy
+                elif name == source:
+                    node.input[k] = output.name
+        dq.output[0] = copy
+        producers[source].output[list(producers[source].output).index(source)] = output.name
+        producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type in QUANTIZED_OPS or node.op_type in QDQ_OPS:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producers.get(name)
+            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    _prune(model)
 
 
 def tensorrt_violations(proto: onnx.ModelProto) -> list[str]:
