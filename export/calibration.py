@@ -60,7 +60,9 @@ def from_source(
     if not cases:
         why = f" ({skipped} frames, none with boxes in {boxes})" if skipped else ""
         raise SRGError(f"the calibration set is empty: {spec} gave no usable frame{why}")
-    return CalibrationSet(cases, f"{source.describe()}: {len(cases)} frames" + (f" with boxes from {boxes}" if boxes else ""))
+    return CalibrationSet(
+        cases, f"{source.describe()}: {len(cases)} frames" + (f" with boxes from {boxes}" if boxes else "")
+    )
 
 
 def from_dataset(

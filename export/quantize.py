@@ -79,7 +79,9 @@ def int8_from_onnx(
     if not cases:
         raise SRGError("the calibration set is empty: give frames with boxes (boxes mode) or any frames (sgdet)")
     if is_int8(proto):
-        raise SRGError("the model is already INT8 (it has QuantizeLinear/DequantizeLinear nodes); quantize the fp32 export")
+        raise SRGError(
+            "the model is already INT8 (it has QuantizeLinear/DequantizeLinear nodes); quantize the fp32 export"
+        )
     calibration = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}.get(
         method, CalibrationMethod.Percentile
     )
@@ -215,9 +217,7 @@ def float_layers(qdq: onnx.ModelProto, fp32: onnx.ModelProto) -> list[str]:
 
 
 def _meta(proto: onnx.ModelProto) -> dict[str, str]:
-    return {
-        p.key[len(METADATA_PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)
-    }
+    return {p.key[len(METADATA_PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)}
 
 
 def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:

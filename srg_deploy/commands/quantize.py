@@ -94,7 +94,8 @@ def run_quantize(
     from srg_deploy.console import out as console
     from srg_deploy.datasets import VGSGGDataset
     from srg_deploy.errors import SRGError
-    from srg_deploy.export import accuracy, calibration as calib
+    from srg_deploy.export import accuracy
+    from srg_deploy.export import calibration as calib
     from srg_deploy.export.checks import read_onnx
     from srg_deploy.export.onnx_export import metadata
     from srg_deploy.export.quantize import (
@@ -119,7 +120,9 @@ def run_quantize(
     if "mode" not in meta or "config" not in meta:
         raise SRGError(f"{model} was not exported by srg-deploy (no srg_deploy.* metadata); run `srg-deploy export`")
     if is_int8(proto):
-        raise SRGError(f"{model} is already INT8 (it has QuantizeLinear/DequantizeLinear nodes); quantize the fp32 export")
+        raise SRGError(
+            f"{model} is already INT8 (it has QuantizeLinear/DequantizeLinear nodes); quantize the fp32 export"
+        )
     if meta.get("precision", "fp32") != "fp32":
         raise SRGError(f"{model} is {meta['precision']}; quantize the fp32 export")
     mode, config = meta["mode"], SRGConfig.from_dict(json.loads(meta["config"]))
@@ -153,7 +156,9 @@ def run_quantize(
             calibration_set = calib.from_source(config, mode, calibration, boxes, frames, bar("reading frames", frames))
         else:
             source = VGSGGDataset(data, split, val_images, max_images=frames)
-            calibration_set = calib.from_dataset(config, mode, source, frames, bar(f"reading {split} images", len(source)))
+            calibration_set = calib.from_dataset(
+                config, mode, source, frames, bar(f"reading {split} images", len(source))
+            )
         cases = calibration_set.cases
         quantized = int8_from_onnx(proto, cases, method, bar(f"calibrating ({method})", len(cases)))
         record = {
