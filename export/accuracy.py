@@ -140,8 +140,9 @@ def control_accuracy(
 
     if trial(0).drop <= max_drop:
         return controlled(0)
-    costs = layer_costs(fp32, qdq, cases)
-    ranking = sorted(layers, key=lambda name: -costs[name])
+    if limit:
+        costs = layer_costs(fp32, qdq, cases)
+        ranking = sorted(layers, key=lambda name: -costs[name])
     passing, failing, k = None, 0, 1
     while k <= limit:
         if trial(k).drop <= max_drop:

@@ -177,8 +177,10 @@ def test_accuracy_control_keeps_more_in_float_when_tightened(partly_trained, sce
 
 def test_accuracy_control_refuses_cleanly(partly_trained, scene_data, tmp_path):
     output = tmp_path / "never.onnx"
-    result = quantize_on_data(partly_trained, output, scene_data, "--max-drop", "0", "--max-float-layers", "1")
-    assert_clean_error(result, "cannot keep the R@50 drop within 0", "the best reached was", "of 109 layers")
+    # Full INT8 costs this model recall (the test above checks it); with no layer allowed back to float, a zero
+    # drop cannot be met.
+    result = quantize_on_data(partly_trained, output, scene_data, "--max-drop", "0", "--max-float-layers", "0")
+    assert_clean_error(result, "cannot keep the R@50 drop within 0", "the best reached was 0.", "0 of 109 layers")
     assert not output.exists() and not list(tmp_path.iterdir())
 
 
