@@ -1,5 +1,6 @@
 """`srg-deploy export-triton`: the real CLI writes a repository whose config Triton's own schema (tritonclient's
-model_config_pb2, parsed from the text as the server does) accepts, with the model's I/O read back independently."""
+model_config_pb2, parsed from the text as the server does) accepts, with the model's I/O read back independently.
+tests/test_triton_server.py serves these repositories with a real tritonserver."""
 
 from __future__ import annotations
 
@@ -181,92 +182,3 @@ def test_the_repository_writer_imports_no_torch():
     """A serving machine builds its repository with the runtime install (DESIGN.md section 7)."""
     code = "import sys, srg_deploy.export.triton_repo; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
-
-
-class StandInServer:
-    """Triton's gRPC inference protocol (KServe v2 ModelInfer) on loopback, for the README's client example. Each
-    request is checked against the repository's config.pbtxt (names, datatypes, ranks, fixed dims) before ONNX
-    Runtime runs the repository's model file; this is not Triton, only its wire protocol and its config contract."""
-
-    def __init__(self, repository: Path, name: str) -> None:
-        import grpc
-        import onnxruntime as ort
-        from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
-
-        config = parse_config(repository / name / "config.pbtxt")
-        session = ort.InferenceSession(str(repository / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-        wire = {"TYPE_FP32": ("FP32", np.float32), "TYPE_INT64": ("INT64", np.int64)}
-        self.requests = 0
-        server_self = self
-
-        class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-            def ModelInfer(self, request, context):
-                assert request.model_name == name
-                declared = {t.name: t for t in config.input}
-                feeds = {}
-                for tensor, raw in zip(request.inputs, request.raw_input_contents):
-                    spec = declared[tensor.name]
-                    datatype, dtype = wire[model_config_pb2.DataType.Name(spec.data_type)]
-                    assert tensor.datatype == datatype, (tensor.name, tensor.datatype)
-                    assert len(tensor.shape) == len(spec.dims), (tensor.name, list(tensor.shape))
-                    assert all(d == -1 or d == s for d, s in zip(spec.dims, tensor.shape)), (tensor.name, tensor.shape)
-                    feeds[tensor.name] = np.frombuffer(raw, dtype).reshape(tuple(tensor.shape))
-                assert sorted(feeds) == sorted(declared)
-                outputs = session.run([t.name for t in config.output], feeds)
-                response = service_pb2.ModelInferResponse(model_name=name, model_version="1", id=request.id)
-                for spec, array in zip(config.output, outputs):
-                    out = response.outputs.add()
-                    out.name, out.datatype = spec.name, wire[model_config_pb2.DataType.Name(spec.data_type)][0]
-                    out.shape.extend(array.shape)
-                    response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
-                server_self.requests += 1
-                return response
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), self.server)
-        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
-
-    def __enter__(self) -> StandInServer:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop(grace=None)
-
-
-def readme_client_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("**Client example.**")
-    return text[
-        text.index("```python\n", start) + len("```python\n") : text.index("```\n", text.index("```python\n", start))
-    ]
-
-
-def test_readme_client_example_against_a_stand_in_server_gives_infers_record(small_onnx, write_image, tmp_path, capsys):
-    """The README's client code, as written there, with only the model path, image and server address filled in."""
-    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (the client example uses it)")
-    repo = tmp_path / "models"
-    assert run_cli("export-triton", small_onnx, "--repository", repo, "--name", "srg").returncode == 0
-    image = write_image("photo.png", height=336, width=448)
-    code = readme_client_example()
-    for placeholder in ('"model.onnx"', '"photo.jpg"', '"localhost:8001"'):
-        assert code.count(placeholder) >= 1, placeholder
-    with StandInServer(repo, "srg") as server:
-        code = code.replace('"model.onnx"', repr(str(small_onnx))).replace('"photo.jpg"', repr(str(image)))
-        namespace: dict = {}
-        exec(compile(code.replace('"localhost:8001"', repr(server.address)), "README.md", "exec"), namespace)
-        assert server.requests == 1
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps(namespace["boxes"].tolist()))
-    assert (
-        run_cli("infer", small_onnx, "--source", image, "--boxes", boxes, "--json", tmp_path / "i.jsonl").returncode
-        == 0
-    )
-    expected = json.loads((tmp_path / "i.jsonl").read_text())
-    assert len(printed["objects"]) == 3 and len(printed["relations"]) == 6
-    assert {k: v for k, v in printed.items() if k != "latency_ms"} == {
-        k: v for k, v in expected.items() if k != "latency_ms"
-    }
