@@ -143,3 +143,37 @@ def test_readme_client_example_gives_infers_record(served, small_onnx, write_ima
     expected = infer_record(small_onnx, image, namespace["boxes"].tolist(), tmp_path)
     assert len(printed["objects"]) == 3 and len(printed["relations"]) == 6
     assert comparable(printed) == comparable(expected)
+
+
+def test_sgdet_ensemble_detects_and_gives_infers_record(write_image, tmp_path):
+    """An sgdet model: the ensemble takes the image alone; detections come back in frame pixels, as from `infer`."""
+    import torch
+    import tritonclient.grpc as grpcclient
+    from conftest import small_config
+
+    from srg_deploy.checkpoint import random_model
+    from srg_deploy.export.onnx_export import onnx_from_model
+
+    model = random_model(small_config(score_threshold=0.0, max_detections=6), seed=3)
+    with torch.no_grad():  # peaked class scores, so near-ties cannot reorder detections between runtimes
+        model.object_head.weight.mul_(20)
+    onnx_path = tmp_path / "sgdet.onnx"
+    onnx_path.write_bytes(onnx_from_model(model, "sgdet").SerializeToString())
+    repo = tmp_path / "models"
+    result = run_cli("export-triton", onnx_path, "--repository", repo, "--ensemble", "--model-platform", "python")
+    assert result.returncode == 0, result.stderr
+    image = write_image("scene.png", height=190, width=250, seed=9)
+    out = tmp_path / "infer.jsonl"
+    assert run_cli("infer", onnx_path, "--source", image, "--json", out).returncode == 0
+    expected = json.loads(out.read_text())
+    assert expected["objects"] and expected["relations"]
+    try:
+        with TritonServer(repo) as server:
+            data = np.frombuffer(image.read_bytes(), np.uint8)[None]
+            tensor = grpcclient.InferInput("image", list(data.shape), "UINT8")
+            tensor.set_data_from_numpy(data)
+            response = grpcclient.InferenceServerClient(server.grpc).infer("scene_graph", [tensor])
+    except ServerUnavailable as e:
+        pytest.skip(f"no tritonserver here: {e}")
+    record = json.loads(response.as_numpy("scene_graph")[0, 0])
+    assert comparable(record) == comparable(expected)
