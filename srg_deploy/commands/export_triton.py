@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from srg_deploy.console import err as console
+from srg_deploy.errors import SRGError
 from srg_deploy.export.triton_repo import describe, entry_for, write_repository
 
 
@@ -30,8 +31,6 @@ def run_export_triton(
         entries = ensemble_entries(model, name, instances, kind, model_platform, dynamic_batching)
     else:
         if dynamic_batching:
-            from srg_deploy.errors import SRGError
-
             raise SRGError("--dynamic-batching applies to the ensemble's python steps: add --ensemble")
         entries = [entry_for(model, name=name, instances=instances, kind=kind, platform=model_platform)]
     targets = write_repository(entries, repository)
