@@ -122,18 +122,31 @@ def test_plain_repository_on_the_python_platform_serves_the_models_outputs(serve
         np.testing.assert_allclose(result.as_numpy(name), array, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
-def readme_client_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("**Client example.**")
-    return text[
-        text.index("```python\n", start) + len("```python\n") : text.index("```\n", text.index("```python\n", start))
-    ]
+def code_block(path: Path, marker: str) -> str:
+    """The first ```python block after `marker` in a Markdown file."""
+    text = path.read_text()
+    start = text.index("```python\n", text.index(marker)) + len("```python\n")
+    return text[start : text.index("```\n", start)]
+
+
+def test_docs_ten_line_client_gives_infers_record(served, small_onnx, write_image, tmp_path, capsys):
+    """docs/triton.md's ensemble client as written there, with only the image and server address filled in."""
+    image = write_image("photo.jpg", height=360, width=470, seed=12)
+    code = code_block(ROOT / "docs" / "triton.md", "## The client in ten lines")
+    assert len(code.strip().splitlines()) <= 13 and '"photo.jpg"' in code and '"localhost:8000"' in code
+    code = code.replace('"photo.jpg"', repr(str(image))).replace('"localhost:8000"', repr(served.http))
+    namespace: dict = {}
+    exec(compile(code, "docs/triton.md", "exec"), namespace)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = infer_record(small_onnx, image, namespace["boxes"][0].tolist(), tmp_path)
+    assert len(printed["objects"]) == 3
+    assert comparable(printed) == comparable(expected)
 
 
 def test_readme_client_example_gives_infers_record(served, small_onnx, write_image, tmp_path, capsys):
     """The README's client code as written there, with only the model path, image and server address filled in."""
     image = write_image("photo.png", height=336, width=448)
-    code = readme_client_example()
+    code = code_block(ROOT / "README.md", "**Client example.**")
     for placeholder in ('"model.onnx"', '"photo.jpg"', '"localhost:8001"'):
         assert code.count(placeholder) >= 1, placeholder
     code = code.replace('"model.onnx"', repr(str(small_onnx))).replace('"photo.jpg"', repr(str(image)))
