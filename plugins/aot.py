@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -156,9 +157,18 @@ def compile_kernel(variant: Variant) -> AotKernel:
     # Triton 3.3 renamed ASTSource's `constants` to `constexprs`
     values = {"constexprs" if version >= (3, 3) else "constants": constexprs}
     source = triton.compiler.ASTSource(fn=roi_pool_kernel, signature=_signature(variant.dtype), **values)
-    compiled = triton.compile(
-        source, target=GPUTarget("cuda", TARGET_ARCH, 32), options={"num_warps": NUM_WARPS, "ptx_version": PTX_ISA}
-    )
+    options = {"num_warps": NUM_WARPS, "ptx_version": PTX_ISA}
+    # Without line info, which names this checkout's path and line numbers: the PTX depends on the kernel's code
+    # alone, the same from any checkout (and TensorRT has no use for it).
+    saved = os.environ.get("TRITON_DISABLE_LINE_INFO")
+    os.environ["TRITON_DISABLE_LINE_INFO"] = "1"
+    try:
+        compiled = triton.compile(source, target=GPUTarget("cuda", TARGET_ARCH, 32), options=options)
+    finally:
+        if saved is None:
+            del os.environ["TRITON_DISABLE_LINE_INFO"]
+        else:
+            os.environ["TRITON_DISABLE_LINE_INFO"] = saved
     scratch = {k: getattr(compiled.metadata, k, 0) for k in ("global_scratch_size", "profile_scratch_size")}
     if any(scratch.values()):
         raise SRGError(

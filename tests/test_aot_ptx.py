@@ -76,6 +76,7 @@ def test_shipped_ptx_takes_tensorrt_arguments_on_every_gpu(variant, tmp_path):
     kernel = shipped_kernels()[variant]
     assert kernel.ptx_isa == PTX_ISA == 80 and "\n.version 8.0\n.target sm_75\n" in kernel.ptx
     assert kernel.name == "roi_pool_kernel" and f".entry {kernel.name}(" in kernel.ptx
+    assert "\t.file\t" not in kernel.ptx and "\t.loc\t" not in kernel.ptx  # no line info: no checkout paths
     assert entry_params(kernel.ptx) == [".u64", ".u64", ".u32", ".u32", ".u32", ".u32", ".u64"]
     assert kernel.num_warps * 32 == 128 and kernel.block_c == 64 and 0 < kernel.shared <= 48 * 1024
     for arch in ("sm_75", "sm_87", "sm_90", "sm_100", "sm_101", "sm_120"):
