@@ -8,9 +8,10 @@ compiled here with Triton, imported only then, into the same form, or refused in
 
 One PTX serves every supported GPU and driver (docs/tensorrt.md):
 - `.target sm_75`: PTX is forward compatible (the driver compiles it for the GPU it runs on), and 7.5 (Turing) is
-  the oldest compute capability TensorRT 10 supports; Jetson Orin (8.7) and Thor run it too.
-- `.version 8.0`: a driver loads PTX up to its CUDA version's ISA and every older one; 8.0 is CUDA 12.0's, the
-  oldest driver TensorRT 10.9+ runs on, so JetPack 7 (CUDA 13) and x86 drivers for CUDA 12.0 to 13.x all load it.
+  the oldest compute capability TensorRT 10.5+ supports (Volta was removed in 10.5); Jetson Orin (8.7) and Thor run
+  it too.
+- `.version 8.0`: a driver loads PTX up to its CUDA version's ISA and every older one; 8.0 is CUDA 12.0's, so every
+  driver of the supported CUDA 12 and 13 builds loads it: JetPack 7 (CUDA 13), x86-64 and SBSA for CUDA 12.0-13.x.
 Triton's hidden scratch parameters (3.3-3.4: global scratch; 3.5+: global and profile scratch) are dropped from the
 entry once they are shown unused, so the PTX takes TensorRT's AOT arguments (inputs, int32 extras, outputs) whatever
 the Triton version.
@@ -71,7 +72,8 @@ class AotKernel:
 
 def aot_kernel(dtype: str, pooled_shape: tuple[int, int], spatial_scale: float, *, max_ptx_isa: int) -> AotKernel:
     """The kernel for this variant as TensorRT launches it: the shipped PTX, else Triton's compile. `max_ptx_isa` is
-    the driver's limit (TensorRT 10.9+ needs a CUDA 12 driver, which loads 8.0; checked for a clear message)."""
+    the driver's limit: CUDA 12 and 13 drivers load 8.0; a CUDA 11 one (TensorRT 10.9-10.12's cu11 builds, outside
+    the support table) gets one line."""
     if dtype not in DTYPES:
         raise ValueError(f"features dtype {dtype!r} is not supported; expected fp32 or fp16")
     if max_ptx_isa < PTX_ISA:
