@@ -48,6 +48,9 @@ TENSOR_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
 NO_BATCH_NOTE = (
     "No batch dimension (max_batch_size 0): one frame per request, image [1,3,H,W], boxes [N,4], pairs [P,2]."
 )
+REQUEST_AXIS_NOTE = (
+    "An ensemble step: one frame per request, each tensor with a leading request axis of 1 that `reshape` removes."
+)
 # What Triton 24.10 (tritonserver 2.51.0) pairs with, from its release build map (server build.py) and notes.
 SERVER_VERSIONS = "Triton 24.10 (tritonserver 2.51.0) ships ONNX Runtime 1.19.2, TensorRT 10.x and OpenVINO 2024.4."
 PYTHON_NOTE = (
@@ -257,7 +260,8 @@ def with_request_axis(entry: ModelEntry) -> ModelEntry:
             return t
         return replace(t, dims=(1, *t.dims), reshape=t.dims)
 
-    return replace(entry, inputs=tuple(map(add, entry.inputs)), outputs=tuple(map(add, entry.outputs)))
+    notes = tuple(REQUEST_AXIS_NOTE if note == NO_BATCH_NOTE else note for note in entry.notes)
+    return replace(entry, inputs=tuple(map(add, entry.inputs)), outputs=tuple(map(add, entry.outputs)), notes=notes)
 
 
 def _tensor(spec: dict, model: Path) -> TensorConfig:
