@@ -37,4 +37,4 @@ bench: setup
 	$(BIN)/python benchmarks/ort_vs_naive.py
 
 clean:
-	rm -rf demo .pytest_cache .venv-runtime
+	rm -rf demo .pytest_cache .venv-runtime .venv-triton

@@ -7,8 +7,9 @@ For each RoI (batch index, x1, y1, x2, y2) and output bin (ph, pw), as torchvisi
     out = max over the bin, or 0 if the bin is empty
 Arguments are ordered inputs, scalars, outputs: TensorRT's AOT launch passes them in that order. The same source
 serves three callers: the torch entry point (`roi_pool`), the CPU interpreter (TRITON_INTERPRET=1)
-and the TensorRT plugin, which compiles it ahead of time (`spatial_scale` and the pooled size are constexprs there
-because TensorRT's AOT launch cannot pass float scalars).
+and the TensorRT plugin, which takes it compiled ahead of time (`plugins/aot.py`; `spatial_scale` and the pooled size
+are constexprs there because TensorRT's AOT launch cannot pass float scalars). That PTX ships in `plugins/ptx/`: after
+editing this file run `python -m srg_deploy.plugins.generate_ptx` (tests/test_aot_ptx.py compares).
 """
 
 from __future__ import annotations

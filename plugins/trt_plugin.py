@@ -10,10 +10,12 @@ same order, and a test reads both.
   float32; `spatial_scale` is a one-element array because TensorRT <= 11.1 decodes scalar attributes in a way
   numpy >= 2.4 refuses.
 - `aot_impl` (TensorRT >= 10.9) is called with *every* attribute positionally, so it declares them all, in order.
-  Engines built with it carry the kernel's PTX and run without Python; the kernels it compiled in this process are
-  in `compiled_kernels`, which the engine builder records in the sidecar, and what it refused in `refusals`.
-  `impl` (JIT: Python, PyTorch and Triton at run time) serves 10.6-10.8; when both exist the builder asks for AOT
-  with PREFER_AOT_PYTHON_PLUGINS.
+  It hands TensorRT the kernel's PTX from `plugins.aot` (shipped precompiled for the project's configurations, so
+  this module imports no Triton and builds on a device without it); engines built with it run without Python. The
+  kernels it handed over in this process are in `compiled_kernels`, which the engine builder records in the
+  sidecar, and what it refused in `refusals`.
+- `impl` (JIT: Python, PyTorch and Triton at run time, imported when called) serves 10.6-10.8; when both exist the
+  builder asks for AOT with PREFER_AOT_PYTHON_PLUGINS.
 """
 
 # No `from __future__ import annotations` here: tensorrt.plugin validates these functions' annotations as real
@@ -26,7 +28,6 @@ import tensorrt.plugin as trtp
 
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.aot import AotKernel, aot_kernel
-from srg_deploy.plugins.roi_pool_kernel import BLOCK_C, BLOCK_W, NUM_WARPS, grid, roi_pool_kernel
 from srg_deploy.plugins.spec import PLUGIN_ID, Float32Array, Int32Array
 from srg_deploy.runtime.tensorrt_env import driver_cuda_version, import_cudart, max_ptx_isa
 
@@ -74,8 +75,8 @@ if hasattr(trtp, "aot_impl"):
         outputs: Tuple[trtp.TensorDesc],
         tactic: int,
     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
-        """PTX of the Triton kernel for this engine's GPU and driver, with pooled size and scale baked in (TensorRT's
-        AOT launch passes only tensors and int32 scalars: R, C, H, W, between the inputs and the output)."""
+        """PTX of the Triton kernel with pooled size and scale baked in (TensorRT's AOT launch passes only tensors and
+        int32 scalars: R, C, H, W, between the inputs and the output), no newer than this machine's driver loads."""
         ph, pw = (int(v) for v in pooled_shape)
         try:
             kernel = aot_kernel(
@@ -88,7 +89,7 @@ if hasattr(trtp, "aot_impl"):
         num_rois, channels = rois.shape_expr[0], features.shape_expr[1]
         launch = trtp.KernelLaunchParams()
         launch.grid_x = trtp.max(num_rois, 1)  # a zero-size grid is a launch error; the kernel returns for r >= R
-        launch.grid_y = trtp.cdiv(channels, BLOCK_C)
+        launch.grid_y = trtp.cdiv(channels, kernel.block_c)
         launch.grid_z = ph * pw
         launch.block_x = kernel.num_warps * 32
         launch.shared_mem = kernel.shared
@@ -107,8 +108,10 @@ def roi_pool_impl(
     outputs: Tuple[trtp.Tensor],
     stream: int,
 ) -> None:
-    """JIT path (needs Python and PyTorch at run time): the same kernel launched through Triton's runtime."""
+    """JIT path (needs Python, PyTorch and Triton at run time): the same kernel launched through Triton's runtime."""
     import torch
+
+    from srg_deploy.plugins.roi_pool_kernel import BLOCK_C, BLOCK_W, NUM_WARPS, grid, roi_pool_kernel
 
     ph, pw = (int(v) for v in pooled_shape)
     x = torch.as_tensor(features, device="cuda")

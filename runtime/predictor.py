@@ -42,6 +42,33 @@ def prepare(
     return Prepared(inputs, scale, size, boxes)
 
 
+def record_from_outputs(
+    config: SRGConfig, prepared: Prepared, outputs: dict[str, np.ndarray], top_k: int | None = 20, **meta: object
+) -> dict:
+    """Outputs of any backend -> the JSON record; boxes reported in original-frame pixels. Shared by `Predictor`
+    and the Triton post-processing model, which gets `prepared` back from the pre-processing model's tensors."""
+    if prepared.boxes is not None:
+        objects = scene_graph.objects_from_logits(prepared.boxes, outputs["object_logits"])
+        pairs = prepared.inputs["pairs"]
+    else:
+        objects = scene_graph.Objects(
+            to_frame_pixels(outputs["boxes"], prepared.scale),
+            outputs["scores"].astype(np.float64),
+            outputs["labels"],
+        )
+        pairs = outputs["pairs"]
+    return scene_graph.build_record(
+        image_size=prepared.image_size,
+        objects=objects,
+        pairs=pairs,
+        relation_logits=outputs["relation_logits"],
+        object_names=config.objects,
+        predicate_names=config.predicates,
+        top_k=top_k,
+        **meta,
+    )
+
+
 class Predictor:
     """Runs one backend with the shared scene-graph semantics. `max_pairs` bounds the pairs asked for in boxes
     mode (an sgdet graph bakes its own budget at export); `top_k` bounds the triplets per record."""
@@ -54,27 +81,7 @@ class Predictor:
         return prepare(self.config, self.backend.mode, frame_bgr, boxes, self.max_pairs)
 
     def record(self, prepared: Prepared, outputs: dict[str, np.ndarray], **meta: object) -> dict:
-        """Outputs of any backend -> the JSON record; boxes reported in original-frame pixels."""
-        if prepared.boxes is not None:
-            objects = scene_graph.objects_from_logits(prepared.boxes, outputs["object_logits"])
-            pairs = prepared.inputs["pairs"]
-        else:
-            objects = scene_graph.Objects(
-                to_frame_pixels(outputs["boxes"], prepared.scale),
-                outputs["scores"].astype(np.float64),
-                outputs["labels"],
-            )
-            pairs = outputs["pairs"]
-        return scene_graph.build_record(
-            image_size=prepared.image_size,
-            objects=objects,
-            pairs=pairs,
-            relation_logits=outputs["relation_logits"],
-            object_names=self.config.objects,
-            predicate_names=self.config.predicates,
-            top_k=self.top_k,
-            **meta,
-        )
+        return record_from_outputs(self.config, prepared, outputs, self.top_k, **meta)
 
     def predict(
         self,

@@ -589,8 +589,8 @@ def batch(
     "export-triton",
     epilog="Examples:\n\n  srg-deploy export-triton model.onnx --repository models/ --name srg --instances 2\n\n"
     "  srg-deploy export-triton model.engine --repository models/ --name srg_trt\n\n"
-    "  srg-deploy export-triton model.onnx --repository models/ --kind gpu\n\n"
-    "Then: tritonserver --model-repository models/ (the README has a client example).",
+    "  srg-deploy export-triton model.onnx --repository models/ --ensemble --model-platform python\n\n"
+    "Then: tritonserver --model-repository models/ (docs/triton.md has the client).",
 )
 def export_triton(
     model: Annotated[Path, typer.Argument(help=".onnx from `srg-deploy export`, or .engine from `build-engine`.")],
@@ -598,15 +598,41 @@ def export_triton(
         Path, typer.Option(help="Triton model repository folder (created if missing; other models are kept).")
     ],
     name: Annotated[Optional[str], typer.Option(help="Model name (its folder); default: the file's stem.")] = None,
-    instances: Annotated[int, typer.Option(min=1, help="Model instances (instance_group count).")] = 1,
+    instances: Annotated[int, typer.Option(min=1, help="Instances of each model (instance_group count).")] = 1,
     kind: Annotated[
         Optional[str], typer.Option(help="cpu | gpu instances (default: cpu for ONNX, gpu for engines).")
     ] = None,
+    model_platform: Annotated[
+        Optional[str],
+        typer.Option(
+            help="onnxruntime | tensorrt | openvino | python: the Triton backend that runs the model (default:"
+            " onnxruntime for ONNX, tensorrt for engines; python = srg-deploy's runtime in Triton's python backend)."
+        ),
+    ] = None,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble", help="Also write preprocess, postprocess and the scene_graph ensemble (image in, record out)."
+        ),
+    ] = False,
+    dynamic_batching: Annotated[
+        bool,
+        typer.Option("--dynamic-batching", help="Turn on Triton's dynamic batcher for the ensemble's python steps."),
+    ] = False,
 ) -> None:
-    """Write a Triton Inference Server model repository entry: NAME/config.pbtxt and NAME/1/model.onnx|model.plan."""
+    """Write a Triton Inference Server model repository: NAME/config.pbtxt and NAME/1/..., optionally the ensemble."""
     from srg_deploy.commands.export_triton import run_export_triton
 
-    run_export_triton(model, repository, name=name, instances=instances, kind=kind)
+    run_export_triton(
+        model,
+        repository,
+        name=name,
+        instances=instances,
+        kind=kind,
+        model_platform=model_platform,
+        ensemble=ensemble,
+        dynamic_batching=dynamic_batching,
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,14 @@ def read_image(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise SRGError(f"image {path} does not exist")
-    data = np.fromfile(path, dtype=np.uint8)
+    return decode_image(np.fromfile(path, dtype=np.uint8), f"image {path}")
+
+
+def decode_image(data: np.ndarray, what: str) -> np.ndarray:
+    """Encoded bytes (uint8 [L]: a file's content, or a request's) -> BGR uint8 [H,W,3], as `read_image` reads."""
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise SRGError(f"cannot decode image {path}: not an image file OpenCV can read, or corrupt")
+        raise SRGError(f"cannot decode {what}: not an image file OpenCV can read, or corrupt")
     return image
 
 

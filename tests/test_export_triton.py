@@ -1,5 +1,6 @@
 """`srg-deploy export-triton`: the real CLI writes a repository whose config Triton's own schema (tritonclient's
-model_config_pb2, parsed from the text as the server does) accepts, with the model's I/O read back independently."""
+model_config_pb2, parsed from the text as the server does) accepts, with the model's I/O read back independently.
+tests/test_triton_server.py serves these repositories with a real tritonserver."""
 
 from __future__ import annotations
 
@@ -30,6 +31,24 @@ SIDECAR_IO = {  # what build-engine writes (export/engine.py io_spec) for an fp1
         {"name": "relation_logits", "shape": ["num_pairs", 2, 51], "dtype": "float32"},
     ],
 }
+
+
+def stand_in_engine(folder: Path) -> tuple[Path, dict]:
+    """A stand-in engine file and the sidecar build-engine would write for an fp16 boxes-mode engine."""
+    engine = folder / "model_fp16.engine"
+    engine.write_bytes(np.random.default_rng(0).bytes(4096))
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "mode": "boxes",
+        "precision": "fp16",
+        "config": json.loads(json.dumps(SRGConfig().to_dict())),
+        "io": SIDECAR_IO,
+        "tensorrt_version": "11.4.0",
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
+        "plugin": {"id": "srg::roi_pool", "implementation": "aot", "ptx_isa": "8.7"},
+    }
+    Path(str(engine) + ".json").write_text(json.dumps(sidecar))
+    return engine, sidecar
 
 
 def parse_config(path: Path):
@@ -100,19 +119,7 @@ def test_onnx_repository_is_valid_triton_config_with_the_models_io(small_onnx, t
 def test_engine_repository_from_its_sidecar(tmp_path):
     """No TensorRT here: a stand-in engine file and the sidecar build-engine would write. The plan is copied as is,
     the sidecar beside it, and the config states the TensorRT version and GPU the server needs."""
-    engine = tmp_path / "model_fp16.engine"
-    engine.write_bytes(np.random.default_rng(0).bytes(4096))
-    sidecar = {
-        "format": SIDECAR_FORMAT,
-        "mode": "boxes",
-        "precision": "fp16",
-        "config": json.loads(json.dumps(SRGConfig().to_dict())),
-        "io": SIDECAR_IO,
-        "tensorrt_version": "11.4.0",
-        "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"},
-        "plugin": {"id": "srg::roi_pool", "implementation": "aot", "ptx_isa": "8.7"},
-    }
-    Path(str(engine) + ".json").write_text(json.dumps(sidecar))
+    engine, sidecar = stand_in_engine(tmp_path)
     repo = tmp_path / "models"
     result = run_cli("export-triton", engine, "--repository", repo, "--instances", "3")
     assert result.returncode == 0, result.stderr
@@ -183,90 +190,128 @@ def test_the_repository_writer_imports_no_torch():
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
-class StandInServer:
-    """Triton's gRPC inference protocol (KServe v2 ModelInfer) on loopback, for the README's client example. Each
-    request is checked against the repository's config.pbtxt (names, datatypes, ranks, fixed dims) before ONNX
-    Runtime runs the repository's model file; this is not Triton, only its wire protocol and its config contract."""
+def dataflow_problems(configs: dict) -> list[str]:
+    """The ensemble's graph checked against every step's own config, as Triton checks it when it loads: each step
+    input is mapped, fed by an ensemble input or an earlier step's output of the same data type and of a compatible
+    shape (a batching model's dims behind its request axis), and the ensemble's output is produced."""
+    from tritonclient.grpc import model_config_pb2
 
-    def __init__(self, repository: Path, name: str) -> None:
-        import grpc
-        import onnxruntime as ort
-        from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+    def full(config, tensor) -> list[int]:
+        return ([-1] if config.max_batch_size > 0 else []) + list(tensor.dims)
 
-        config = parse_config(repository / name / "config.pbtxt")
-        session = ort.InferenceSession(str(repository / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-        wire = {"TYPE_FP32": ("FP32", np.float32), "TYPE_INT64": ("INT64", np.int64)}
-        self.requests = 0
-        server_self = self
-
-        class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-            def ModelInfer(self, request, context):
-                assert request.model_name == name
-                declared = {t.name: t for t in config.input}
-                feeds = {}
-                for tensor, raw in zip(request.inputs, request.raw_input_contents):
-                    spec = declared[tensor.name]
-                    datatype, dtype = wire[model_config_pb2.DataType.Name(spec.data_type)]
-                    assert tensor.datatype == datatype, (tensor.name, tensor.datatype)
-                    assert len(tensor.shape) == len(spec.dims), (tensor.name, list(tensor.shape))
-                    assert all(d == -1 or d == s for d, s in zip(spec.dims, tensor.shape)), (tensor.name, tensor.shape)
-                    feeds[tensor.name] = np.frombuffer(raw, dtype).reshape(tuple(tensor.shape))
-                assert sorted(feeds) == sorted(declared)
-                outputs = session.run([t.name for t in config.output], feeds)
-                response = service_pb2.ModelInferResponse(model_name=name, model_version="1", id=request.id)
-                for spec, array in zip(config.output, outputs):
-                    out = response.outputs.add()
-                    out.name, out.datatype = spec.name, wire[model_config_pb2.DataType.Name(spec.data_type)][0]
-                    out.shape.extend(array.shape)
-                    response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
-                server_self.requests += 1
-                return response
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=2))
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), self.server)
-        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
-
-    def __enter__(self) -> StandInServer:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop(grace=None)
+    ensemble = configs["scene_graph"]
+    available = {t.name: (t.data_type, full(ensemble, t)) for t in ensemble.input}
+    problems = []
+    for step in ensemble.ensemble_scheduling.step:
+        config = configs[step.model_name]
+        inputs = {t.name: t for t in config.input}
+        if set(step.input_map) != set(inputs):
+            problems.append(f"{step.model_name}: maps {sorted(step.input_map)}, takes {sorted(inputs)}")
+        for key, source in step.input_map.items():
+            if source not in available:
+                problems.append(f"{step.model_name}.{key} <- {source}: nothing produced it")
+                continue
+            dtype, dims = available[source]
+            want = full(config, inputs[key])
+            compatible = len(dims) == len(want) and all(a == b or -1 in (a, b) for a, b in zip(dims, want))
+            if dtype != inputs[key].data_type or not compatible:
+                problems.append(f"{step.model_name}.{key} <- {source}: {model_config_pb2.DataType.Name(dtype)} {dims}")
+        outputs = {t.name: t for t in config.output}
+        for key, target in step.output_map.items():
+            available[target] = (outputs[key].data_type, full(config, outputs[key]))
+    problems += [f"ensemble output {t.name} is never produced" for t in ensemble.output if t.name not in available]
+    return problems
 
 
-def readme_client_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("**Client example.**")
-    return text[
-        text.index("```python\n", start) + len("```python\n") : text.index("```\n", text.index("```python\n", start))
-    ]
-
-
-def test_readme_client_example_against_a_stand_in_server_gives_infers_record(small_onnx, write_image, tmp_path, capsys):
-    """The README's client code, as written there, with only the model path, image and server address filled in."""
-    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (the client example uses it)")
+@pytest.mark.parametrize("platform", ["onnxruntime", "openvino", "python"])
+def test_ensemble_repository_configs_are_valid_and_connected(small_onnx, tmp_path, platform):
     repo = tmp_path / "models"
-    assert run_cli("export-triton", small_onnx, "--repository", repo, "--name", "srg").returncode == 0
-    image = write_image("photo.png", height=336, width=448)
-    code = readme_client_example()
-    for placeholder in ('"model.onnx"', '"photo.jpg"', '"localhost:8001"'):
-        assert code.count(placeholder) >= 1, placeholder
-    with StandInServer(repo, "srg") as server:
-        code = code.replace('"model.onnx"', repr(str(small_onnx))).replace('"photo.jpg"', repr(str(image)))
-        namespace: dict = {}
-        exec(compile(code.replace('"localhost:8001"', repr(server.address)), "README.md", "exec"), namespace)
-        assert server.requests == 1
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps(namespace["boxes"].tolist()))
-    assert (
-        run_cli("infer", small_onnx, "--source", image, "--boxes", boxes, "--json", tmp_path / "i.jsonl").returncode
-        == 0
-    )
-    expected = json.loads((tmp_path / "i.jsonl").read_text())
-    assert len(printed["objects"]) == 3 and len(printed["relations"]) == 6
-    assert {k: v for k, v in printed.items() if k != "latency_ms"} == {
-        k: v for k, v in expected.items() if k != "latency_ms"
+    args = ("--repository", repo, "--name", "srg", "--ensemble", "--model-platform", platform, "--dynamic-batching")
+    result = run_cli("export-triton", small_onnx, *args)
+    assert result.returncode == 0, result.stderr
+    configs = {p.parent.name: parse_config(p) for p in repo.glob("*/config.pbtxt")}
+    assert sorted(configs) == ["postprocess", "preprocess", "scene_graph", "srg"] and hidden(repo) == []
+    assert dataflow_problems(configs) == []
+    step = configs["srg"]
+    served_by = {"onnxruntime": ("onnxruntime_onnx", ""), "openvino": ("", "openvino"), "python": ("", "python")}
+    assert (step.platform, step.backend, step.max_batch_size) == (*served_by[platform], 0)
+    inputs, outputs = ort_io(small_onnx)
+    for declared, model in zip([*step.input, *step.output], [*inputs, *outputs]):
+        # the model sees its own shape (reshape); the ensemble passes it with a leading request axis of 1
+        shape = list(declared.reshape.shape) if declared.HasField("reshape") else list(declared.dims)
+        assert (declared.name, shape) == (model[0], model[2])
+        assert list(declared.dims) == (model[2] if model[2][0] == 1 else [1, *model[2]])
+    for name in ("preprocess", "postprocess"):
+        config = configs[name]
+        assert (config.backend, config.max_batch_size, config.HasField("dynamic_batching")) == ("python", 8, True)
+        assert (repo / name / "1" / "model.py").read_text().count("import") == 1  # srg-deploy's own class
+    assert [t.name for t in configs["scene_graph"].input] == ["image", "boxes"]
+    files = sorted(p.name for p in (repo / "srg" / "1").iterdir())
+    assert files == {"python": ["model.onnx", "model.py", "srg_deploy.json"]}.get(platform, ["model.onnx"])
+    if platform == "openvino":  # the model-local function inlined, nothing else changed
+        served = onnx.load(str(repo / "srg" / "1" / "model.onnx"))
+        original = onnx.load(str(small_onnx))
+        assert not served.functions and len(original.functions) == 1
+        assert "MaxRoiPool" in {n.op_type for n in served.graph.node}
+        assert [n.op_type for n in served.graph.node if n.domain == "srg"] == []
+    else:
+        assert sha256(repo / "srg" / "1" / "model.onnx") == sha256(small_onnx)
+
+
+def test_openvino_platform_model_runs_in_openvino_like_onnxruntime(small_onnx, tmp_path):
+    """Triton's OpenVINO backend is not here; OpenVINO itself reads the file that backend would (f32 asked for)."""
+    ov = pytest.importorskip("openvino", reason="openvino is not installed")
+    import onnxruntime as ort
+
+    repo = tmp_path / "models"
+    assert run_cli("export-triton", small_onnx, "--repository", repo, "--model-platform", "openvino").returncode == 0
+    rng = np.random.default_rng(4)
+    feeds = {
+        "image": rng.standard_normal((1, 3, 176, 224)).astype(np.float32),
+        "boxes": np.array([[5, 8, 120, 150], [60, 20, 220, 170], [0, 0, 223, 175]], np.float32),
+        "pairs": np.array([[0, 1], [0, 2], [1, 2]], np.int64),
     }
+    compiled = ov.Core().compile_model(
+        str(repo / "model" / "1" / "model.onnx"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    got = compiled(feeds)
+    expected = ort.InferenceSession(str(small_onnx), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for k, array in enumerate(expected):
+        np.testing.assert_allclose(got[compiled.output(k)], array, rtol=1e-3, atol=1e-3)
+
+
+def test_engine_ensemble_gives_the_plan_a_request_axis(tmp_path):
+    """The tensorrt platform from a stand-in engine and its sidecar (no TensorRT here): the plan step reshapes."""
+    engine, _ = stand_in_engine(tmp_path)
+    repo = tmp_path / "models"
+    result = run_cli("export-triton", engine, "--repository", repo, "--ensemble", "--name", "srg_trt")
+    assert result.returncode == 0, result.stderr
+    configs = {p.parent.name: parse_config(p) for p in repo.glob("*/config.pbtxt")}
+    assert dataflow_problems(configs) == []
+    step = configs["srg_trt"]
+    assert (step.platform, step.default_model_filename) == ("tensorrt_plan", "model.plan")
+    assert [(t.name, list(t.dims), list(t.reshape.shape)) for t in step.input[1:]] == [
+        ("boxes", [1, -1, 4], [-1, 4]),
+        ("pairs", [1, -1, 2], [-1, 2]),
+    ]
+    assert io_of(configs["postprocess"], "input")[0] == ("object_logits", "TYPE_FP32", [-1, 151])
+    assert not configs["preprocess"].HasField("dynamic_batching")  # off unless asked for
+
+
+def test_platform_and_ensemble_refusals(small_onnx, tmp_path):
+    engine, _ = stand_in_engine(tmp_path)
+    repo = tmp_path / "repo"
+    cases = [
+        ((small_onnx, "--model-platform", "tensorrt"), "serves a TensorRT engine: `srg-deploy build-engine"),
+        ((small_onnx, "--model-platform", "tflite"), "--model-platform must be one of onnxruntime, tensorrt"),
+        ((engine, "--model-platform", "openvino"), "--model-platform openvino serves an .onnx file"),
+        ((small_onnx, "--model-platform", "openvino", "--kind", "gpu"), "OpenVINO backend runs on Intel CPUs"),
+        ((small_onnx, "--dynamic-batching"), "--dynamic-batching applies to the ensemble's python steps"),
+    ]
+    for args, message in cases:
+        assert_clean_error(run_cli("export-triton", *args, "--repository", repo), message)
+    assert not repo.exists()
+    (repo / "preprocess" / "1").mkdir(parents=True)
+    clash = run_cli("export-triton", small_onnx, "--repository", repo, "--ensemble")
+    assert_clean_error(clash, "preprocess already exists")
+    assert sorted(p.name for p in repo.iterdir()) == ["preprocess"]  # nothing of the ensemble written

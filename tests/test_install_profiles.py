@@ -155,3 +155,23 @@ def test_runtime_venv_names_the_missing_extra(runtime_bin, small_checkpoint, tmp
         runtime_bin, "infer", small_checkpoint, "--source", "synthetic:64x48", "--max-frames", "1", cwd=tmp_path
     )
     assert result.returncode == 1 and 'pip install "srg-deploy[export]"' in result.stderr
+
+
+INSTALLED_KERNELS = """
+import importlib.util, json
+from srg_deploy.plugins.aot import SHIPPED, aot_kernel
+kernels = {v.file_name: aot_kernel(v.dtype, v.pooled_shape, v.spatial_scale, max_ptx_isa=80).ptx for v in SHIPPED}
+print(json.dumps({"triton": importlib.util.find_spec("triton") is not None, "kernels": kernels}))
+"""
+
+
+def test_installed_package_ships_the_roi_kernels_ptx(runtime_bin, tmp_path):
+    """The TensorRT plugin's precompiled PTX is package data: an install without Triton has every shipped kernel."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run(
+        [str(runtime_bin / "python"), "-c", INSTALLED_KERNELS], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    installed = json.loads(result.stdout)
+    shipped = {p.name: p.read_text() for p in (ROOT / "plugins" / "ptx").glob("*.ptx")}
+    assert installed == {"triton": False, "kernels": shipped}
