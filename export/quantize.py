@@ -14,6 +14,7 @@ the boxes and pairs) and the residual Adds keep their float tensors, so the plug
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,25 +89,29 @@ def int8_from_onnx(
     with tempfile.TemporaryDirectory(prefix="srg-quantize-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(proto.SerializeToString())
-        quantize_static(
-            str(source),
-            str(target),
-            _Frames(cases, on_case),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            nodes_to_quantize=quantizable_layers(proto),
-            per_channel=True,
-            reduce_range=False,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=calibration,
-            extra_options={
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "QuantizeBias": False,  # TensorRT's DequantizeLinear takes int8 (fp8, int4), not int32
-                "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # Q/DQ on weighted ops' inputs only
-            },
-        )
+        logging.disable(logging.WARNING)  # its advice to run its shape-inference pre-processing, printed every call
+        try:
+            quantize_static(
+                str(source),
+                str(target),
+                _Frames(cases, on_case),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                nodes_to_quantize=quantizable_layers(proto),
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=calibration,
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": False,  # TensorRT's DequantizeLinear takes int8 (fp8, int4), not int32
+                    "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # Q/DQ on weighted ops' inputs only
+                },
+            )
+        finally:
+            logging.disable(logging.NOTSET)
         quantized = onnx.load(str(target))
     _float_for_other_readers(quantized)
     violations = tensorrt_violations(quantized)
