@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from srg_deploy.config import SRGConfig
+from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime import macs
 from srg_deploy.runtime.backend import Backend
@@ -244,7 +245,7 @@ class BenchReport:
 def exact_size_predictor(backend: Backend, workload: Workload) -> Predictor:
     """A predictor whose preprocessing keeps the workload's frame at its size: the sizes a benchmark names are
     model input sizes. Pairs: the workload's first P."""
-    predictor = Predictor(backend, max_pairs=workload.pairs, top_k=20)
+    predictor = Predictor(backend, max_pairs=workload.pairs, top_k=TOP_K)
     short, long = sorted((workload.height, workload.width))
     pp = dataclasses.replace(backend.config.preprocessing, min_size=short, max_size=long)
     predictor.config = dataclasses.replace(backend.config, preprocessing=pp)

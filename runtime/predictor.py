@@ -9,6 +9,7 @@ import numpy as np
 
 from srg_deploy import scene_graph
 from srg_deploy.config import SRGConfig
+from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
 from srg_deploy.preprocess import preprocess, to_frame_pixels, to_model_pixels
 from srg_deploy.runtime.backend import Backend
@@ -46,7 +47,7 @@ class Predictor:
     """Runs one backend with the shared scene-graph semantics. `max_pairs` bounds the pairs asked for in boxes
     mode (an sgdet graph bakes its own budget at export); `top_k` bounds the triplets per record."""
 
-    def __init__(self, backend: Backend, max_pairs: int | None = None, top_k: int | None = 20) -> None:
+    def __init__(self, backend: Backend, max_pairs: int | None = None, top_k: int | None = TOP_K) -> None:
         self.backend, self.max_pairs, self.top_k = backend, max_pairs, top_k
         self.config = backend.config
 

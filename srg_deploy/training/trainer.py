@@ -38,6 +38,7 @@ from srg_deploy.atomic import write_text
 from srg_deploy.checkpoint import load_model, save_checkpoint
 from srg_deploy.datasets import SGGEvaluator, VGSGGDataset
 from srg_deploy.datasets.vocabulary import vocabulary_difference
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
 from srg_deploy.runtime.evaluate import boxes_prediction
@@ -59,7 +60,7 @@ class Recipe:
     """What a run is: resuming it with other values would be another run."""
 
     split: str = "train"
-    val_images: int = 5000
+    val_images: int = VAL_IMAGES
     lr: float = 0.01
     batch_size: int = 12
     seed: int = 0
