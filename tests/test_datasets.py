@@ -19,7 +19,7 @@ from srg_deploy.datasets import Prediction, SGGEvaluator, VGSGGDataset
 from srg_deploy.datasets.generate import PREDICATES, layout_relations, vg_image_ids, write_dataset
 from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.synthetic import SyntheticScene
+from srg_deploy.synthetic import SyntheticScene
 
 # The demo layout's graph, written out by hand from the rule in generate.py (boxes: 0 square, 1 circle, 2 triangle).
 LAYOUT_GRAPH = [

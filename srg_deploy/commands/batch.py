@@ -7,7 +7,6 @@ unit's shard as its last chunk arrives -> failures file and summary. The return 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,12 +138,10 @@ def run_batch(
     from srg_deploy.runtime.batch_inputs import list_inputs
     from srg_deploy.runtime.batch_ray import Workers, default_cpus, import_ray
     from srg_deploy.runtime.batch_store import BatchStore, file_sha256
-    from srg_deploy.runtime.loader import backend_for
+    from srg_deploy.runtime.loader import backend_for, existing_model
 
     import_ray(local=address is None)  # first: without Ray nothing below can finish, so say so before any work
-    model = Path(model)
-    if not model.exists():
-        raise SRGError(f"model {model} does not exist")
+    model = existing_model(model)
     backend_for(model)  # a path we cannot run is refused before Ray starts
     if workers < 1 or batch_size < 1:
         raise SRGError("--workers and --batch-size must be at least 1")
@@ -262,11 +259,3 @@ def _summary(store: BatchStore, counts: RunCounts, elapsed: float, failures_path
     if failed:
         first = store.done.failed[min(store.done.failed)]
         console.print(f"first failure: {first['input']}: {first['error']}", markup=False)
-
-
-def read_records(folder: Path) -> list[dict]:
-    """Every record of a batch output folder (tests and tools; order: by shard name, then line)."""
-    records = []
-    for shard in sorted((Path(folder) / "records").glob("part-*.jsonl")):
-        records += [json.loads(line) for line in shard.read_text().splitlines()]
-    return records

@@ -13,7 +13,6 @@ from rich.table import Table
 from srg_deploy.atomic import write_text
 from srg_deploy.commands.options import ModelPath
 from srg_deploy.console import out as console
-from srg_deploy.errors import SRGError
 
 if TYPE_CHECKING:
     from srg_deploy.runtime.bench import BenchReport
@@ -54,10 +53,9 @@ def run_bench(
     from srg_deploy.inputs import parse_size
     from srg_deploy.runtime.bench import Workload
     from srg_deploy.runtime.bench import bench as bench_model
-    from srg_deploy.runtime.loader import open_backend
+    from srg_deploy.runtime.loader import existing_model, open_backend
 
-    if not Path(model).exists():
-        raise SRGError(f"model {model} does not exist")
+    existing_model(model)
     workload = Workload(*parse_size(image_size, "--image-size", "480x640"), boxes, pairs)
     status = console.status(f"timing {model} on {workload.describe()}: {warmup} + {iters} runs")
     with open_backend(model, mode="boxes") as backend, status:

@@ -60,7 +60,7 @@ def demo(
 def run_demo(workdir: Path) -> int:
     """Build everything under `workdir` (re-running overwrites it) and return infer's exit code."""
     from srg_deploy.datasets.generate import write_dataset
-    from srg_deploy.runtime.synthetic import SHAPES
+    from srg_deploy.synthetic import SHAPES
     from srg_deploy.training.trainer import train
 
     started = time.perf_counter()
@@ -173,7 +173,7 @@ def write_sample_video(path: Path, frames: int, size: tuple[int, int], fps: floa
     frames); returns each frame's tight boxes, as the dataset's boxes are."""
     import cv2
 
-    from srg_deploy.runtime.synthetic import SyntheticScene
+    from srg_deploy.synthetic import SyntheticScene
 
     scene = SyntheticScene(*size)
     with atomic_path(path, suffix=path.suffix) as tmp:
@@ -190,7 +190,7 @@ def check_scene_graphs(jsonl: Path) -> tuple[int, int]:
     """(frames whose three labels are right, frames whose six relations are all right) in infer's JSONL, against
     the generator's rule for the scene (`layout_relations`)."""
     from srg_deploy.datasets.generate import PREDICATES, layout_relations
-    from srg_deploy.runtime.synthetic import SHAPES, SyntheticScene
+    from srg_deploy.synthetic import SHAPES, SyntheticScene
 
     scene = SyntheticScene(*VIDEO_SIZE)
     expected = {(s, o): PREDICATES[p - 1] for s, o, p in layout_relations(scene, list(range(len(SHAPES))))}

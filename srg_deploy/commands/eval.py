@@ -69,15 +69,14 @@ def run_eval(
     """Evaluate, print the table, write the report; returns one result per model."""
     from srg_deploy.datasets import VGSGGDataset
     from srg_deploy.runtime.evaluate import BACKEND_MODE, TASKS, check_model, evaluate
-    from srg_deploy.runtime.loader import open_backend
+    from srg_deploy.runtime.loader import existing_model, open_backend
 
     if task not in TASKS:
         raise SRGError(f"unknown --mode {task!r}; expected one of {', '.join(TASKS)}")
     if not models:
         raise SRGError("name at least one model to evaluate")
     for path in models:
-        if not Path(path).exists():
-            raise SRGError(f"model {path} does not exist")
+        existing_model(path)
     dataset = VGSGGDataset(data, split, val_images, max_images=max_images)
     err.print(dataset.describe(), markup=False)
     with ExitStack() as stack:

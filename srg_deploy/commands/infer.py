@@ -143,15 +143,14 @@ def run_infer(
 ) -> int:
     """Run the pipeline; returns the exit code. `realtime=None` means: on for cameras and streams."""
     from srg_deploy.inputs import BoxesFile
-    from srg_deploy.runtime.loader import open_backend
+    from srg_deploy.runtime.loader import existing_model, open_backend
     from srg_deploy.runtime.pipeline import Options, Pipeline, Stop
     from srg_deploy.runtime.predictor import Predictor
     from srg_deploy.runtime.sinks import GraphSink, JsonlSink, VideoSink, WindowSink, gui_unavailable
     from srg_deploy.runtime.sources import open_source
     from srg_deploy.runtime.verify import open_shadow_checker
 
-    if not Path(model).exists():
-        raise SRGError(f"model {model} does not exist")
+    existing_model(model)
     if (check_every is None) != (reference is None):
         raise SRGError("--check-every and --reference go together: the reference is what every Nth frame is re-run on")
     if show and (problem := gui_unavailable()):

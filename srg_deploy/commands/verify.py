@@ -97,7 +97,7 @@ def run_verify(
     from srg_deploy.inputs import BoxesFile
     from srg_deploy.runtime.golden import load_golden, save_golden
     from srg_deploy.runtime.judge import Gates
-    from srg_deploy.runtime.loader import open_backend
+    from srg_deploy.runtime.loader import existing_model, open_backend
     from srg_deploy.runtime.verify import (
         cases_from_frames,
         judge_runs,
@@ -107,8 +107,7 @@ def run_verify(
         verify,
     )
 
-    if not Path(model).exists():
-        raise SRGError(f"model {model} does not exist")
+    existing_model(model)
     golden_reference = Path(reference).suffix == ".npz"
     if golden_reference:
         if source or boxes:
