@@ -184,7 +184,7 @@ def test_the_repository_writer_imports_no_torch():
 
 
 class StandInServer:
-    """Triton's gRPC inference protocol (KServe v2 ModelInfer) on loopback, for the README's client example. Each
+    """Triton's gRPC inference protocol (KServe v2 ModelInfer) on loopback, for docs/triton.md's client example. Each
     request is checked against the repository's config.pbtxt (names, datatypes, ranks, fixed dims) before ONNX
     Runtime runs the repository's model file; this is not Triton, only its wire protocol and its config contract."""
 
@@ -237,7 +237,7 @@ class StandInServer:
 
 
 def readme_client_example() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "triton.md").read_text()
     start = text.index("**Client example.**")
     return text[
         text.index("```python\n", start) + len("```python\n") : text.index("```\n", text.index("```python\n", start))
@@ -245,7 +245,7 @@ def readme_client_example() -> str:
 
 
 def test_readme_client_example_against_a_stand_in_server_gives_infers_record(small_onnx, write_image, tmp_path, capsys):
-    """The README's client code, as written there, with only the model path, image and server address filled in."""
+    """docs/triton.md's client code, as written there, with only the model path, image and server address filled in."""
     pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (the client example uses it)")
     repo = tmp_path / "models"
     assert run_cli("export-triton", small_onnx, "--repository", repo, "--name", "srg").returncode == 0
@@ -256,7 +256,7 @@ def test_readme_client_example_against_a_stand_in_server_gives_infers_record(sma
     with StandInServer(repo, "srg") as server:
         code = code.replace('"model.onnx"', repr(str(small_onnx))).replace('"photo.jpg"', repr(str(image)))
         namespace: dict = {}
-        exec(compile(code.replace('"localhost:8001"', repr(server.address)), "README.md", "exec"), namespace)
+        exec(compile(code.replace('"localhost:8001"', repr(server.address)), "docs/triton.md", "exec"), namespace)
         assert server.requests == 1
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     boxes = tmp_path / "boxes.json"

@@ -15,7 +15,7 @@ EPILOG = (
     "Examples:\n\n  srg-deploy export-triton model.onnx --repository models/ --name srg --instances 2\n\n"
     "  srg-deploy export-triton model.engine --repository models/ --name srg_trt\n\n"
     "  srg-deploy export-triton model.onnx --repository models/ --kind gpu\n\n"
-    "Then: tritonserver --model-repository models/ (the README has a client example)."
+    "Then: tritonserver --model-repository models/ (docs/triton.md has a client example)."
 )
 
 
