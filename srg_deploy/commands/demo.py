@@ -162,7 +162,7 @@ def run_demo(workdir: Path) -> int:
         "same red square, blue circle and green triangle at the same places, so it names those three shapes and the "
         "six directions between them, and nothing else. Real use starts from pretrained weights (srg-deploy init "
         "--backbone resnet101-63fe2227.pth, or --from-detectron2 for a bottom-up-attention detector) and Visual "
-        "Genome: see 'Training and evaluation on Visual Genome' in the README.",
+        "Genome: see docs/training.md.",
         markup=False,
     )
     return 0
