@@ -17,8 +17,9 @@ import pytest
 from srg_deploy.commands.dataset import describe_dataset, generate_dataset
 from srg_deploy.datasets import Prediction, SGGEvaluator, VGSGGDataset
 from srg_deploy.datasets.generate import PREDICATES, layout_relations, vg_image_ids, write_dataset
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.synthetic import SyntheticScene
+from srg_deploy.synthetic import SyntheticScene
 
 # The demo layout's graph, written out by hand from the rule in generate.py (boxes: 0 square, 1 circle, 2 triangle).
 LAYOUT_GRAPH = [
@@ -436,14 +437,14 @@ def test_layout_angles_stated_in_the_docstring():
 
 
 def test_dataset_command_helpers(tmp_path):
-    line = generate_dataset(tmp_path / "vg", 4, size="160x120", test_fraction=0.5)
+    line = generate_dataset(tmp_path / "vg", 4, seed=0, size="160x120", test_fraction=0.5)
     assert line.startswith(f"wrote {tmp_path / 'vg'}: 4 images (2 split 0, 2 test), 12 boxes, 24 relations")
-    assert describe_dataset(tmp_path / "vg", "test") == (
+    assert describe_dataset(tmp_path / "vg", "test", VAL_IMAGES) == (
         f"{tmp_path / 'vg'}: test split, 2 images, 6 boxes, 12 relations "
         "(3 object classes, 6 predicates; VG-SGG-with-attri.h5)"
     )
     with pytest.raises(SRGError, match="--size must look like 320x240"):
-        generate_dataset(tmp_path / "bad", 4, size="big")
+        generate_dataset(tmp_path / "bad", 4, seed=0, size="big", test_fraction=0.5)
 
 
 def test_the_data_layer_imports_without_torch():

@@ -44,7 +44,7 @@ import numpy as np
 from srg_deploy.atomic import atomic_path, write_bytes, write_text
 from srg_deploy.datasets.vg_sgg import BOX_SCALE, CORRUPTED, IMAGE_DIR
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.synthetic import SHAPES, SyntheticScene
+from srg_deploy.synthetic import SHAPES, SyntheticScene
 
 OBJECTS = SHAPES
 PREDICATES = ("left of", "right of", "above left of", "above right of", "below left of", "below right of")

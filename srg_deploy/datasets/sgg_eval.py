@@ -58,6 +58,17 @@ def object_scores(object_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best.astype(np.int64) + 1, probs[np.arange(len(probs)), best]
 
 
+def boxes_prediction(
+    gt: SGGImage, task: str, pairs: np.ndarray, object_logits: np.ndarray, relation_logits: np.ndarray
+) -> Prediction:
+    """PredCls / SGCls: a boxes-mode model's outputs on the ground-truth boxes -> the evaluator's Prediction."""
+    if task == "predcls":
+        labels, scores = gt.labels, np.ones(len(gt.labels))
+    else:
+        labels, scores = object_scores(object_logits)
+    return Prediction(gt.boxes, labels, scores, np.asarray(pairs, np.int64).reshape(-1, 2), relation_logits)
+
+
 class SGGEvaluator:
     """Accumulates R@K, ngR@K and mR@K over images; `add` one image at a time, `result` at the end.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import read_image
 from srg_deploy.scene_graph import box_iou
@@ -76,7 +77,7 @@ class VGSGGDataset:
         self,
         root: Path,
         split: str = "train",
-        val_images: int = 5000,
+        val_images: int = VAL_IMAGES,
         *,
         max_images: int | None = None,
         filter_empty_rels: bool = True,

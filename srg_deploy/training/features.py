@@ -29,8 +29,7 @@ from srg_deploy.contract import FEATURE_DIM
 from srg_deploy.datasets import SGGImage, VGSGGDataset
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
-from srg_deploy.runtime.predictor import Predictor
-from srg_deploy.runtime.torch_backend import TorchBackend
+from srg_deploy.preprocess import prepare
 
 MEMORY_LIMIT_BYTES = 8 * 2**30
 CACHE_FORMAT = "srg-deploy-features/1"
@@ -66,11 +65,10 @@ class FeatureExtractor:
     the next images while the model runs."""
 
     def __init__(self, model: SRGNet, device: str) -> None:
-        self.model, self.device = model, device
-        self.predictor = Predictor(TorchBackend(model, mode="boxes", device=device), max_pairs=None)
+        self.model, self.device = model.eval().to(device), device
 
     def prepare(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> dict[str, np.ndarray]:
-        return self.predictor.prepare(frame_bgr, boxes).inputs
+        return prepare(self.model.config, "boxes", frame_bgr, boxes).inputs
 
     @torch.no_grad()
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ validation R@50 instead, which needs no extra state to resume.
 
 Relation logits come from `SRGNet.heads` on unordered pairs, both directions, exactly as the deployed graph computes
 them; each sampled ordered pair picks its direction. The frozen pool5 vectors come from `features.py`, computed once
-per image. After each epoch: PredCls R@K on `val` (when the split has one) through `runtime/evaluate.py`'s
+per image. After each epoch: PredCls R@K on `val` (when the split has one) through the datasets' evaluator
 `boxes_prediction` and `SGGEvaluator`, the same computation as `srg-deploy eval`; the best epoch's model is written
 as a normal checkpoint folder; then the resumable state, the JSONL log and the curves.
 
@@ -36,16 +36,16 @@ import torch.nn.functional as F
 
 from srg_deploy.atomic import write_text
 from srg_deploy.checkpoint import load_model, save_checkpoint
-from srg_deploy.datasets import SGGEvaluator, VGSGGDataset
-from srg_deploy.datasets.vocabulary import vocabulary_difference
+from srg_deploy.datasets import SGGEvaluator, VGSGGDataset, boxes_prediction
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
-from srg_deploy.runtime.evaluate import boxes_prediction
 from srg_deploy.scene_graph import all_pairs
 from srg_deploy.training.curves import plot_curves
 from srg_deploy.training.features import FeatureExtractor, SplitFeatures, frozen_fingerprint, open_cache
 from srg_deploy.training.sampling import PAIRS_PER_IMAGE, POSITIVE_FRACTION, sample_pairs, unordered_index
 from srg_deploy.training.state import TrainState, has_state, load_state, save_state
+from srg_deploy.vocab import vocabulary_difference
 
 TRAINED = ("object_head", "subject_embed", "object_embed", "union_embed", "relation_head")
 REINITIALISED = (*TRAINED, "detector.box_deltas")  # every tensor whose shape follows the vocabulary
@@ -59,7 +59,7 @@ class Recipe:
     """What a run is: resuming it with other values would be another run."""
 
     split: str = "train"
-    val_images: int = 5000
+    val_images: int = VAL_IMAGES
     lr: float = 0.01
     batch_size: int = 12
     seed: int = 0
