@@ -162,7 +162,7 @@ def train(
         output.mkdir(parents=True, exist_ok=True)
         norm = measure_normalisation(train_features)
         if not recipe.reinit_heads:
-            _unfold(model, norm)  # the checkpoint's heads on normalised features: the same outputs
+            unfold_normalisation(model, norm)  # the checkpoint's heads on normalised features: the same outputs
         monitor.note(
             f"feature normalisation: pool5 minus the {recipe.split} split's mean (norm {float(norm.mean.norm()):.4g}), "
             f"over {norm.scale:.4g} (centred RMS / {FEATURE_RMS:g}); folded into the saved weights"
@@ -477,7 +477,7 @@ def _image_key(dataset: VGSGGDataset) -> str:
 
 
 @torch.no_grad()
-def _unfold(model: SRGNet, norm: Normalisation) -> None:
+def unfold_normalisation(model: SRGNet, norm: Normalisation) -> None:
     """Heads that read pool5 -> the same heads on normalised features: b + W m, then W s."""
     for name in READS_POOL5:
         layer = getattr(model, name)
@@ -486,7 +486,7 @@ def _unfold(model: SRGNet, norm: Normalisation) -> None:
 
 
 @torch.no_grad()
-def _fold(model: SRGNet, norm: Normalisation) -> None:
+def fold_normalisation(model: SRGNet, norm: Normalisation) -> None:
     """Heads on normalised features -> the same heads on pool5: W / s, then b - (W / s) m."""
     for name in READS_POOL5:
         layer = getattr(model, name)
@@ -511,7 +511,7 @@ def _save_model(model: SRGNet, state: TrainState, context: _Context) -> None:
         "recipe": dataclasses.asdict(context.recipe),
     }
     folded = copy.deepcopy(model).cpu()
-    _fold(folded, context.normalisation)
+    fold_normalisation(folded, context.normalisation)
     folded.config = dataclasses.replace(model.config, trained=True, provenance=provenance)
     save_checkpoint(folded, context.output / CHECKPOINT_DIR)
 
