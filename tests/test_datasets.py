@@ -201,6 +201,22 @@ def test_box_decoding_follows_load_graphs_by_hand(tmp_path):
     np.testing.assert_array_equal(boxes, expected)
 
 
+def test_boxes_empty_after_clipping_leave_the_train_split_with_their_relations(tmp_path):
+    """SGB's training targets (clip_to_image(remove_empty=True)); evaluation keeps every box, as SGB's."""
+    root = tmp_path / "vg"
+    write_dataset(root, 2, test_fraction=0.0)
+    # Image 0's circle (box 1) moved wholly right of the 320-px frame: clipped to x1 = x2 = 319.
+    edit_h5(root, "boxes_1024", lambda b: np.vstack([b[:1], [[1100, 300, 40, 40]], b[2:]]).astype(np.int32))
+    first = write_dataset(tmp_path / "same", 2, test_fraction=0.0).images[0]
+    train = VGSGGDataset(root, val_images=0)[0]
+    np.testing.assert_array_equal(train.boxes, VGSGGDataset(root, val_images=1, split="val")[0].boxes[[0, 2]])
+    assert train.labels.tolist() == [1, 3]
+    # square -> triangle and triangle -> square survive, renumbered (triangle was box 2, now 1)
+    kept = [(s, o, p) for s, o, p in first.relations.tolist() if 1 not in (s, o)]
+    assert train.relations.tolist() == [[s, min(o, 1), p] if o == 2 else [min(s, 1), o, p] for s, o, p in kept]
+    assert len(VGSGGDataset(root, val_images=1, split="val")[0].boxes) == 3
+
+
 def test_splits_val_images_and_filters(tmp_path):
     root = tmp_path / "vg"
     info = write_dataset(root, 14, test_fraction=0.25, empty_images=2, no_relation_images=3, seed=3)

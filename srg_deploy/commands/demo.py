@@ -38,10 +38,7 @@ GRAPH_EVERY = 12
 DEMO_PREPROCESSING = Preprocessing(min_size=120, max_size=160)
 DATASET_IMAGES, TEST_FRACTION, VAL_IMAGES = 128, 0.125, 16  # 16 test, 16 val, 96 train
 EPOCHS = 25
-# Batch 4 and lr 0.003 instead of the recipe's 12 and 0.01: this random trunk's pool5 features (mean about 4) are
-# several times larger than a trained ResNet's (typically below 1), which makes the recipe's steps jump about on
-# so small a dataset. Everything else is the recipe of `srg-deploy train`.
-TRAIN_OPTIONS = {"val_images": VAL_IMAGES, "lr": 0.003, "batch_size": 4, "seed": 0, "reinit_heads": True}
+TRAIN_OPTIONS = {"val_images": VAL_IMAGES, "seed": 0, "reinit_heads": True}  # the recipe's defaults otherwise
 
 EPILOG = "Example:\n\n  srg-deploy demo --workdir demo"
 

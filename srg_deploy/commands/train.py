@@ -149,7 +149,7 @@ def run_train(
     which = (
         f"epoch {summary['best_epoch']}, val PredCls R@50 {100 * best:.2f}"
         if best is not None
-        else f"epoch {summary['best_epoch']} (no val split: the last epoch)"
+        else f"epoch {summary['best_epoch']}, the lowest loss on the training split (no val split)"
     )
     console.print(f"trained model: {summary['checkpoint']} ({which})", markup=False)
     console.print(f"training log: {summary['log']}; curves: {summary['curves']}", markup=False)

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
-from srg_deploy.config import is_checkpoint
+from srg_deploy.config import is_checkpoint, resolve_checkpoint
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 
@@ -117,7 +117,7 @@ def run_verify(
                 "--save-reference records an eager checkpoint's outputs; --reference is already a golden file"
             )
         golden = load_golden(reference)
-    elif not is_checkpoint(reference):
+    elif not is_checkpoint(reference := resolve_checkpoint(reference)):
         raise SRGError(
             f"--reference {reference} is neither a checkpoint folder (config.json + model.safetensors) nor a golden"
             " .npz file"
