@@ -33,7 +33,7 @@ from srg_deploy.checkpoint import random_model
 from srg_deploy.config import Preprocessing, SRGConfig
 from srg_deploy.export.onnx_export import onnx_from_model
 from srg_deploy.inputs import parse_size
-from srg_deploy.runtime.synthetic import SyntheticScene
+from srg_deploy.synthetic import SyntheticScene
 
 CLUSTER_CORES = (16, 64, 256)
 ARCHIVE = 1_000_000  # images, for the "how long would an archive take" column

@@ -17,7 +17,7 @@ import numpy as np
 from _common import benchmark_model, footer, header, inputs_for, median, scratch, table
 
 from srg_deploy.runtime.backend import Backend
-from srg_deploy.runtime.bench import Workload, bench, count_macs, time_interleaved
+from srg_deploy.runtime.bench import Workload, bench, time_interleaved
 from srg_deploy.runtime.loader import open_backend
 from srg_deploy.runtime.ort_backend import OrtBackend
 from srg_deploy.runtime.torch_backend import TorchBackend
@@ -73,7 +73,7 @@ def main() -> None:
         rows = []
         for w in STANDARD:
             ms = model_ms(backends, w, it, wu)
-            macs = count_macs(model.config, w)
+            macs = w.macs(model.config)
             rows.append(
                 [label(w), w.boxes + w.num_pairs, f"{macs.total / 1e9:.0f}"]
                 + [f"{t:.0f}" for t in ms]
@@ -126,7 +126,7 @@ def main() -> None:
             (t,) = model_ms(ort, w, it, wu)
             rois.append(w.boxes + w.num_pairs)
             times.append(t)
-            rows.append([w.boxes, w.num_pairs, rois[-1], f"{count_macs(model.config, w).total / 1e9:.0f}", f"{t:.0f}"])
+            rows.append([w.boxes, w.num_pairs, rois[-1], f"{w.macs(model.config).total / 1e9:.0f}", f"{t:.0f}"])
         out += table(["N boxes", "P pairs", "RoIs (N + P)", "GMAC", "ms"], rows)
         slope, intercept = np.polyfit(rois, times, 1)
         out += (
@@ -138,7 +138,7 @@ def main() -> None:
     out += f"\n### Edge estimate: Jetson AGX Orin 64GB at {EFFICIENCY:.0%} of {ORIN_DENSE_FP16_TFLOPS} dense fp16 TFLOPS\n\n"
     rows = []
     for w in STANDARD:
-        macs = count_macs(model.config, w)
+        macs = w.macs(model.config)
         gflop = 2 * macs.total / 1e9
         rows.append(
             [label(w), f"{2 * macs.trunk / 1e9:.0f}", f"{2 * macs.roi_pool5 / 1e9:.0f}", f"{gflop:.0f}",

@@ -14,7 +14,7 @@ import torch
 from _common import benchmark_model, footer, header, inputs_for, median, scratch, table
 
 from srg_deploy.model import SRGNet, union_boxes
-from srg_deploy.runtime.bench import Workload, count_macs, time_interleaved
+from srg_deploy.runtime.bench import Workload, time_interleaved
 from srg_deploy.runtime.ort_backend import OrtBackend
 from srg_deploy.runtime.torch_backend import TorchBackend
 
@@ -59,7 +59,7 @@ def main() -> None:
             rtol=1e-4,
             atol=1e-4,
         )
-        macs = count_macs(model.config, WORKLOAD)
+        macs = WORKLOAD.macs(model.config)
         naive_macs = macs.total + p * macs.per_roi + p * 2048 * 512
         calls = {
             "naive eager (a union per ordered pair)": lambda: naive(model, *tensors),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from srg_deploy.errors import SRGError
+from srg_deploy.errors import SRGError, first_line
 from srg_deploy.runtime.batch_units import Chunk, Unit, UnitProcessor, WorkerOptions
 
 RAY_EXTRA = 'pip install "srg-deploy[ray]"'
@@ -98,7 +98,7 @@ def connect(address: str | None, workers: Workers) -> Iterator[RaySession]:
             )
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise SRGError(f"cannot start or join {where}: {_first_line(e)}") from None
+        raise SRGError(f"cannot start or join {where}: {first_line(e)}") from None
     try:
         resources = ray.cluster_resources()
         session = RaySession(
@@ -172,8 +172,3 @@ def _blocks(ray, count: int) -> dict[str, int]:
 def default_cpus(workers: int) -> int:
     """This machine's cores shared out between the workers (at least one each)."""
     return max(1, (os.cpu_count() or 1) // workers)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

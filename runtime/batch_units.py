@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile, read_image
 from srg_deploy.runtime.batch_inputs import Input
@@ -119,7 +120,7 @@ class WorkerOptions:
     model: str
     boxes: BoxesFile | None = None
     max_pairs: int | None = None
-    top_k: int = 20
+    top_k: int = TOP_K
     threads: int | None = None
 
 

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from srg_deploy.config import SRGConfig
+from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime import macs
 from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.macs import MacCount
 from srg_deploy.runtime.predictor import Predictor
-from srg_deploy.runtime.synthetic import sample_frame
+from srg_deploy.synthetic import sample_frame
 
 STAGES = ("preprocess", "trunk", "roi_pool5", "heads", "runtime_overhead", "model", "postprocess", "end_to_end")
 METHODS = {
@@ -76,13 +77,12 @@ class Workload:
         corner = rng.uniform(0, 1, (self.boxes, 2)) * ([self.width, self.height] - size)
         return image, np.concatenate([corner, corner + size], axis=1)
 
+    def macs(self, config: SRGConfig) -> MacCount:
+        """Multiply-accumulates of this workload on a model of `config` (runtime/macs.py)."""
+        return macs.count_macs(config, self.height, self.width, self.boxes, self.num_pairs)
+
     def describe(self) -> str:
         return f"{self.height}x{self.width}, {self.boxes} boxes, {self.num_pairs} pairs ({self.boxes + self.num_pairs} RoIs)"
-
-
-def count_macs(config: SRGConfig, workload: Workload) -> MacCount:
-    """MACs of `workload` on a model of `config` (runtime/macs.py)."""
-    return macs.count_macs(config, workload.height, workload.width, workload.boxes, workload.num_pairs)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -121,27 +121,6 @@ def machine() -> dict[str, object]:
         **versions,
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
-
-
-def torch_stage_times(model, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> dict[str, list[float]]:
-    """Eager stages (an SRGNet's trunk, pool_regions and heads), each timed on its own."""
-    import torch
-
-    with torch.inference_mode():
-        image, boxes, pairs = (torch.from_numpy(inputs[k]) for k in ("image", "boxes", "pairs"))
-        times: dict[str, list[float]] = {"trunk": [], "roi_pool5": [], "heads": []}
-        for it in range(warmup + iters):
-            t0 = time.perf_counter()
-            feature_map = model.trunk(image)
-            t1 = time.perf_counter()
-            features, union_features = model.pool_regions(feature_map, boxes, pairs)
-            t2 = time.perf_counter()
-            model.heads(features, union_features, pairs)
-            t3 = time.perf_counter()
-            if it >= warmup:
-                for name, seconds in (("trunk", t1 - t0), ("roi_pool5", t2 - t1), ("heads", t3 - t2)):
-                    times[name].append(seconds * 1e3)
-        return times
 
 
 def ort_stage_times(path: Path, inputs: dict[str, np.ndarray], iters: int, warmup: int) -> dict[str, list[float]]:
@@ -244,7 +223,7 @@ class BenchReport:
 def exact_size_predictor(backend: Backend, workload: Workload) -> Predictor:
     """A predictor whose preprocessing keeps the workload's frame at its size: the sizes a benchmark names are
     model input sizes. Pairs: the workload's first P."""
-    predictor = Predictor(backend, max_pairs=workload.pairs, top_k=20)
+    predictor = Predictor(backend, max_pairs=workload.pairs, top_k=TOP_K)
     short, long = sorted((workload.height, workload.width))
     pp = dataclasses.replace(backend.config.preprocessing, min_size=short, max_size=long)
     predictor.config = dataclasses.replace(backend.config, preprocessing=pp)
@@ -283,7 +262,7 @@ def bench(backend: Backend, model_path: Path, workload: Workload, iters: int, wa
             times["end_to_end"].append(wall)
     inputs = predictor.prepare(frame, boxes).inputs
     if backend.name == "torch":
-        times.update(torch_stage_times(backend.model, inputs, iters, warmup))
+        times.update(backend.stage_times(inputs, iters, warmup))
     elif backend.name == "onnxruntime":
         times.update(ort_stage_times(model_path, inputs, iters, warmup))
     return BenchReport(
@@ -292,7 +271,7 @@ def bench(backend: Backend, model_path: Path, workload: Workload, iters: int, wa
         workload=workload,
         iters=iters,
         warmup=warmup,
-        macs=count_macs(backend.config, workload),
+        macs=workload.macs(backend.config),
         peak_gflops=matmul_peak_gflops(),
         method=METHODS.get(backend.name, NO_SPLIT),
         times=times,

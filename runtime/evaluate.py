@@ -17,27 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from srg_deploy.datasets import Prediction, SGGEvaluator, SGGImage, VGSGGDataset, object_scores
-from srg_deploy.datasets.vocabulary import vocabulary_difference
+from srg_deploy.datasets import Prediction, SGGEvaluator, SGGImage, VGSGGDataset, boxes_prediction
 from srg_deploy.errors import SRGError
 from srg_deploy.preprocess import to_frame_pixels
 from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.predictor import Predictor
+from srg_deploy.vocab import vocabulary_difference
 
 TASKS = ("predcls", "sgcls", "sgdet")
 BACKEND_MODE = {"predcls": "boxes", "sgcls": "boxes", "sgdet": "sgdet"}  # the graph each task needs
 METRICS = ("recall", "no_graph_constraint_recall", "mean_recall", "no_graph_constraint_mean_recall")
-
-
-def boxes_prediction(
-    gt: SGGImage, task: str, pairs: np.ndarray, object_logits: np.ndarray, relation_logits: np.ndarray
-) -> Prediction:
-    """PredCls / SGCls: a boxes-mode model's outputs on the ground-truth boxes -> the evaluator's Prediction."""
-    if task == "predcls":
-        labels, scores = gt.labels, np.ones(len(gt.labels))
-    else:
-        labels, scores = object_scores(object_logits)
-    return Prediction(gt.boxes, labels, scores, np.asarray(pairs, np.int64).reshape(-1, 2), relation_logits)
 
 
 def predict(predictor: Predictor, frame_bgr: np.ndarray, gt: SGGImage, task: str) -> Prediction:

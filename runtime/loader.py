@@ -10,6 +10,14 @@ from srg_deploy.runtime.backend import Backend
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
+def existing_model(path: Path) -> Path:
+    """`path` when it exists; otherwise the one error every command gives for a model that is not there."""
+    path = Path(path)
+    if not path.exists():
+        raise SRGError(f"model {path} does not exist")
+    return path
+
+
 def backend_for(path: Path) -> str:
     path = Path(path)
     if path.is_dir():
@@ -31,9 +39,7 @@ def open_backend(
     """Load `path` with `backend` (chosen from the path when None). `mode` and `max_pairs` matter only for an eager
     checkpoint, which can run either mode; exported files carry their mode. `threads` bounds ONNX Runtime's intra-op
     threads (several workers on one machine each get their share; None: ONNX Runtime's default, every core)."""
-    path = Path(path)
-    if not path.exists():
-        raise SRGError(f"model {path} does not exist")
+    path = existing_model(path)
     backend = backend or backend_for(path)
     if backend == "torch":
         from srg_deploy.checkpoint import load_model

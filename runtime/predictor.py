@@ -3,47 +3,21 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from srg_deploy import scene_graph
-from srg_deploy.config import SRGConfig
-from srg_deploy.errors import SRGError
-from srg_deploy.preprocess import preprocess, to_frame_pixels, to_model_pixels
+from srg_deploy.defaults import TOP_K
+from srg_deploy.preprocess import Prepared, prepare, to_frame_pixels
 from srg_deploy.runtime.backend import Backend
 
-
-@dataclass
-class Prepared:
-    """A frame ready for any backend; verification feeds the same `inputs` to two backends."""
-
-    inputs: dict[str, np.ndarray]
-    scale: np.ndarray  # original -> model pixels, [sx, sy]
-    image_size: tuple[int, int]  # original (W, H)
-    boxes: np.ndarray | None  # given boxes, original pixels
-
-
-def prepare(
-    config: SRGConfig, mode: str, frame_bgr: np.ndarray, boxes: np.ndarray | None, max_pairs: int | None = None
-) -> Prepared:
-    """A frame as the inputs of a `mode` model of `config`: what every backend is fed (no model needed)."""
-    image, scale = preprocess(frame_bgr, config.preprocessing)
-    size = (frame_bgr.shape[1], frame_bgr.shape[0])
-    if mode == "sgdet":
-        if boxes is not None:
-            raise SRGError("this model detects its own boxes (sgdet mode); drop --boxes or use a boxes-mode model")
-        return Prepared({"image": image}, scale, size, None)
-    if boxes is None:
-        raise SRGError("this model was exported in boxes mode and needs --boxes; export with --mode sgdet to detect")
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    pairs = scene_graph.select_pairs(np.ones(len(boxes)), max_pairs)
-    inputs = {"image": image, "boxes": to_model_pixels(boxes, scale), "pairs": pairs}
-    return Prepared(inputs, scale, size, boxes)
+if TYPE_CHECKING:
+    from srg_deploy.config import SRGConfig
 
 
 def record_from_outputs(
-    config: SRGConfig, prepared: Prepared, outputs: dict[str, np.ndarray], top_k: int | None = 20, **meta: object
+    config: SRGConfig, prepared: Prepared, outputs: dict[str, np.ndarray], top_k: int | None = TOP_K, **meta: object
 ) -> dict:
     """Outputs of any backend -> the JSON record; boxes reported in original-frame pixels. Shared by `Predictor`
     and the Triton post-processing model, which gets `prepared` back from the pre-processing model's tensors."""
@@ -73,7 +47,7 @@ class Predictor:
     """Runs one backend with the shared scene-graph semantics. `max_pairs` bounds the pairs asked for in boxes
     mode (an sgdet graph bakes its own budget at export); `top_k` bounds the triplets per record."""
 
-    def __init__(self, backend: Backend, max_pairs: int | None = None, top_k: int | None = 20) -> None:
+    def __init__(self, backend: Backend, max_pairs: int | None = None, top_k: int | None = TOP_K) -> None:
         self.backend, self.max_pairs, self.top_k = backend, max_pairs, top_k
         self.config = backend.config
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import parse_size, read_image
-from srg_deploy.runtime.synthetic import SyntheticScene
+from srg_deploy.synthetic import SyntheticScene
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")

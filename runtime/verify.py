@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from srg_deploy.config import SRGConfig
-from srg_deploy.contract import config_fingerprint
+from srg_deploy.contract import COMPUTATION_KEYS, config_fingerprint
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile
 from srg_deploy.runtime.backend import Backend
@@ -24,7 +24,7 @@ from srg_deploy.runtime.golden import Golden
 from srg_deploy.runtime.judge import Case, Gates, Verdict, agreement_failures, finite, judge_frame, pool, rates
 from srg_deploy.runtime.predictor import Predictor, Prepared, prepare
 from srg_deploy.runtime.sources import open_source
-from srg_deploy.runtime.synthetic import noise_frame, sample_frame
+from srg_deploy.synthetic import noise_frame, sample_frame
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def same_model_config(deployed: SRGConfig, reference: SRGConfig) -> None:
     preprocessing, detector and vocabularies (seed and provenance may differ)."""
     if config_fingerprint(deployed.to_dict()) != config_fingerprint(reference.to_dict()):
         a, b = deployed.to_dict(), reference.to_dict()
-        differ = [k for k in ("architecture", "preprocessing", "detector", "objects", "predicates") if a[k] != b[k]]
+        differ = [k for k in COMPUTATION_KEYS if a[k] != b[k]]
         raise SRGError(
             f"the reference's config differs from the deployed model's in {', '.join(differ)};"
             " verify against the checkpoint the model was exported from"

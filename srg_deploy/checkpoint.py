@@ -17,14 +17,15 @@ import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from srg_deploy.config import CONFIG_FILE, WEIGHTS_FILE, SRGConfig, is_checkpoint
+from srg_deploy.config import CONFIG_FILE, WEIGHTS_FILE, SRGConfig, is_checkpoint, resolve_checkpoint
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
 
 
 def load_model(path: Path) -> SRGNet:
-    """Checkpoint folder -> SRGNet in eval mode; missing, unexpected or misshapen tensors are named."""
-    path = Path(path)
+    """Checkpoint folder (or a training run folder: its trained model) -> SRGNet in eval mode; missing, unexpected
+    or misshapen tensors are named."""
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise SRGError(f"checkpoint {path} does not exist")
     if not is_checkpoint(path):

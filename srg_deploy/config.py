@@ -20,6 +20,7 @@ from srg_deploy.vocab import vg50_predicates, vg150_objects
 CONFIG_FORMAT = "srg-deploy/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+RUN_CHECKPOINT_DIR = "checkpoint"  # where `srg-deploy train` writes a run's trained model
 
 # torchvision's ImageNet statistics, in 0..255 pixel units, RGB order.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -161,3 +162,20 @@ def _tuples(section: dict[str, Any]) -> dict[str, Any]:
 def is_checkpoint(path: Path) -> bool:
     """A checkpoint folder: `config.json` (this module's format) beside `model.safetensors`."""
     return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """`path` itself, or, for a training run folder, the trained model inside it (`RUN/checkpoint`), said in one line
+    on stderr: the one rule every command that takes a checkpoint follows. A run folder without one is refused."""
+    path = Path(path)
+    inner = path / RUN_CHECKPOINT_DIR
+    if is_checkpoint(path) or not path.is_dir():
+        return path
+    if is_checkpoint(inner):
+        from srg_deploy.console import err
+
+        err.print(f"{path} is a training run: using its trained model {inner}", markup=False)
+        return inner
+    if (path / "state").is_dir() or inner.exists():
+        raise SRGError(f"{path} is a training run without a trained model yet: expected a checkpoint folder at {inner}")
+    return path

@@ -1,7 +1,8 @@
-"""The model's I/O contract and the metadata every exported file carries (docs/DESIGN.md §3).
+"""The model's I/O contract, the metadata every exported file carries and the config fingerprint (docs/DESIGN.md
+§3).
 
-The one place the exporter (which needs torch) and the runtime (which must not) agree on names, dtypes, ranks and
-dynamic axes, so neither imports the other. numpy only.
+Where the exporter (which needs torch) and the runtime (which must not) agree on names, dtypes, ranks and dynamic
+axes, and on when two configs run the same model. numpy only.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 
 FEATURE_DIM = 2048  # pool5: ResNet-101 res5 output channels
 MODES = ("boxes", "sgdet")
-OUTPUT_NAMES = ("features", "object_logits", "relation_logits")
-SGDET_OUTPUT_NAMES = ("boxes", "scores", "labels", "features", "object_logits", "pairs", "relation_logits")
 DISCRETE_OUTPUTS = ("labels", "pairs")  # sgdet outputs compared for equality, not by tolerance
+# The config entries that decide the computation (two configs equal on these run the same model up to weights).
+COMPUTATION_KEYS = ("architecture", "preprocessing", "detector", "objects", "predicates")
 METADATA_PREFIX = "srg_deploy."  # ONNX metadata_props keys: srg_deploy.mode, .config, .precision, .max_pairs
 
 
@@ -88,6 +89,5 @@ def read_metadata(props: Mapping[str, str]) -> dict[str, str]:
 def config_fingerprint(config: Mapping[str, Any]) -> str:
     """SHA-256 of what makes two models comparable (architecture, preprocessing, detector, vocabularies): the same
     fingerprint means the same computation up to weights. Seed, provenance and `trained` do not count."""
-    keys = ("architecture", "preprocessing", "detector", "objects", "predicates")
-    canonical = json.dumps({k: config[k] for k in keys}, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps({k: config[k] for k in COMPUTATION_KEYS}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -96,7 +96,7 @@ def select_pairs(scores: Tensor, max_pairs: int | None) -> Tensor:
 
 
 class SGDetNet(nn.Module):
-    """Image in, scene-graph tensors out (`contract.SGDET_OUTPUT_NAMES`); boxes are in `image` pixels, labels index `objects`
+    """Image in, scene-graph tensors out (`contract.OUTPUTS["sgdet"]`); boxes are in `image` pixels, labels index `objects`
     with 0 = background, pairs are unordered (i < j) and, with `max_pairs`, the pairs with the highest product of
     the two object scores, highest first."""
 

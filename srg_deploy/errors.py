@@ -10,3 +10,9 @@ from __future__ import annotations
 
 class SRGError(Exception):
     """A problem with the user's input or environment, with a message that says what to do about it."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of a third-party error, for quoting it inside a one-line `SRGError`."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

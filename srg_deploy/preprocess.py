@@ -1,14 +1,17 @@
-"""Frame -> `image` input, and boxes between original-frame and model pixels.
+"""A frame -> the inputs every backend is fed (`prepare`), and boxes between original-frame and model pixels.
 
 Every backend gets the same preprocessed array, so parity checks compare models, not resizers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-from srg_deploy.config import Preprocessing
+from srg_deploy import scene_graph
+from srg_deploy.config import Preprocessing, SRGConfig
 from srg_deploy.errors import SRGError
 
 
@@ -43,3 +46,31 @@ def to_model_pixels(boxes: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def to_frame_pixels(boxes: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Boxes in the resized `image` -> original-frame pixels."""
     return np.asarray(boxes, np.float64).reshape(-1, 4) / np.tile(scale, 2)
+
+
+@dataclass
+class Prepared:
+    """A frame ready for any backend; verification feeds the same `inputs` to two backends."""
+
+    inputs: dict[str, np.ndarray]
+    scale: np.ndarray  # original -> model pixels, [sx, sy]
+    image_size: tuple[int, int]  # original (W, H)
+    boxes: np.ndarray | None  # given boxes, original pixels
+
+
+def prepare(
+    config: SRGConfig, mode: str, frame_bgr: np.ndarray, boxes: np.ndarray | None, max_pairs: int | None = None
+) -> Prepared:
+    """A frame as the inputs of a `mode` model of `config`: what every backend is fed (no model needed)."""
+    image, scale = preprocess(frame_bgr, config.preprocessing)
+    size = (frame_bgr.shape[1], frame_bgr.shape[0])
+    if mode == "sgdet":
+        if boxes is not None:
+            raise SRGError("this model detects its own boxes (sgdet mode); drop --boxes or use a boxes-mode model")
+        return Prepared({"image": image}, scale, size, None)
+    if boxes is None:
+        raise SRGError("this model was exported in boxes mode and needs --boxes; export with --mode sgdet to detect")
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    pairs = scene_graph.select_pairs(np.ones(len(boxes)), max_pairs)
+    inputs = {"image": image, "boxes": to_model_pixels(boxes, scale), "pairs": pairs}
+    return Prepared(inputs, scale, size, boxes)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from srg_deploy.defaults import TOP_K
+
 SPATIAL_CLASSES = ("none", "inside", "covers", "overlaps", *(f"dir_{k}" for k in range(8)))
 
 
@@ -125,7 +127,7 @@ def build_record(
     relation_logits: np.ndarray,
     object_names: list[str] | tuple[str, ...],
     predicate_names: list[str] | tuple[str, ...],
-    top_k: int | None = 20,
+    top_k: int | None = TOP_K,
     latency_ms: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One frame's scene graph as the JSON record of docs/DESIGN.md §3. `image_size` is (W, H) of the original frame."""

@@ -2,20 +2,22 @@
 
 The lists are in the order of `idx_to_label` / `idx_to_predicate` in VG-SGG-dicts.json (1-based there); index 0 of
 every classifier is background / no relation, so a list of K names goes with a K + 1-way classifier. A checkpoint
-carries its own lists in its config; these are only the defaults `init` writes.
+carries its own lists in its config; these are only the defaults `init` writes. Two vocabularies match only when
+they are the same names in the same order (`vocabulary_difference`, for `train` and `eval` alike): a classifier's
+class k means the k-th name of the list it was trained with.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from srg_deploy.errors import SRGError
 
-BACKGROUND = "__background__"
-NO_RELATION = "__no_relation__"
+SHOWN = 4  # names quoted from each side when two vocabularies differ
 
 
 @cache
@@ -46,3 +48,38 @@ def read_vocab_file(path: Path) -> list[str]:
     if not names:
         raise SRGError(f"vocabulary file {path} is empty; expected one class name per line")
     return names
+
+
+def vocabulary_difference(
+    model_objects: Sequence[str],
+    model_predicates: Sequence[str],
+    data_objects: Sequence[str],
+    data_predicates: Sequence[str],
+) -> str | None:
+    """None when objects and predicates match exactly, else e.g. "objects: the model has 150 (airplane, animal,
+    arm, bag, ...), the dataset 3 (square, circle, triangle)"; both lists are named when both differ."""
+    problems = [
+        _difference(what, tuple(mine), tuple(theirs))
+        for what, mine, theirs in (
+            ("objects", model_objects, data_objects),
+            ("predicates", model_predicates, data_predicates),
+        )
+    ]
+    found = [p for p in problems if p]
+    return "; ".join(found) if found else None
+
+
+def _difference(what: str, mine: tuple[str, ...], theirs: tuple[str, ...]) -> str | None:
+    if mine == theirs:
+        return None
+    if sorted(mine) == sorted(theirs):
+        k = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+        return (
+            f"{what}: the same {len(mine)} names in another order (class {k + 1} is {mine[k]!r} in the model, "
+            f"{theirs[k]!r} in the dataset)"
+        )
+    return f"{what}: the model has {len(mine)} ({_names(mine)}), the dataset {len(theirs)} ({_names(theirs)})"
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:SHOWN]) + (", ..." if len(names) > SHOWN else "")

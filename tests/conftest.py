@@ -156,7 +156,7 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
 
 # --- a learnable generated dataset, a checkpoint for its vocabulary, and a training run on it ------------------------
 
-SCENE_TRAIN_ARGS = ("--val-images", "4", "--batch-size", "4", "--lr", "0.003")  # 14 train, 4 val images
+SCENE_TRAIN_ARGS = ("--val-images", "4")  # 14 train, 4 val images; the recipe's defaults
 
 
 def scene_config() -> SRGConfig:

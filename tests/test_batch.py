@@ -20,8 +20,6 @@ import pytest
 from conftest import ROOT, assert_clean_error, make_frame, run_cli
 from media import write_video
 
-from srg_deploy.commands.batch import read_records
-
 BOXES = [[4, 4, 40, 30], [20, 10, 70, 50], [0, 0, 60, 50]]
 IMAGES = 12
 
@@ -46,6 +44,14 @@ def boxes(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("batch_boxes") / "boxes.json"
     path.write_text(json.dumps(BOXES))
     return path
+
+
+def read_records(folder: Path) -> list[dict]:
+    """Every record of a batch output folder (order: by shard name, then line)."""
+    records = []
+    for shard in sorted((Path(folder) / "records").glob("part-*.jsonl")):
+        records += [json.loads(line) for line in shard.read_text().splitlines()]
+    return records
 
 
 def infer_records(model: Path, source: Path | str, boxes: Path, out: Path) -> list[dict]:

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.model import SRGNet
-from srg_deploy.runtime.bench import STAGES, Workload, count_macs
+from srg_deploy.runtime.bench import STAGES, Workload
 
 
 def conv(h: int, w: int, cin: int, cout: int, k: int, stride: int, pad: int) -> tuple[int, int, int]:
@@ -47,7 +47,7 @@ def hand_trunk_macs(h: int, w: int) -> int:
 
 @pytest.mark.parametrize("size", [(600, 1000), (480, 640), (97, 131)])
 def test_trunk_macs_match_hand_count(size):
-    macs = count_macs(SRGConfig(), Workload(*size, boxes=2))
+    macs = Workload(*size, boxes=2).macs(SRGConfig())
     assert macs.trunk == hand_trunk_macs(*size)
     if size == (600, 1000):
         assert round(macs.trunk / 1e9, 1) == 84.9  # docs/DESIGN.md §2: "trunk ≈ 82 G at 600×1000"
@@ -55,12 +55,12 @@ def test_trunk_macs_match_hand_count(size):
 
 def test_roi_and_head_macs_match_hand_count():
     n, p = 36, 630
-    macs = count_macs(SRGConfig(), Workload(600, 1000, boxes=n))
+    macs = Workload(600, 1000, boxes=n).macs(SRGConfig())
     assert macs.per_roi == bottlenecks(7, 7, 1024, 3, 512, 2)[3]
     assert round(macs.per_roi / 1e9, 2) == 0.26  # docs/DESIGN.md §2: "pool5 ≈ 0.26 G per RoI at 7×7"
     assert macs.roi_pool5 == (n + p) * macs.per_roi
     assert macs.heads == n * 2048 * (151 + 512 + 512) + p * 2048 * 512 + 2 * p * 1536 * 51
-    budget = count_macs(SRGConfig(), Workload(600, 1000, boxes=n, pairs=128))
+    budget = Workload(600, 1000, boxes=n, pairs=128).macs(SRGConfig())
     assert budget.roi_pool5 == (n + 128) * macs.per_roi and budget.trunk == macs.trunk
 
 
@@ -82,7 +82,7 @@ def test_macs_of_config_variants_match_torch_flop_counter(variant):
     image = torch.randn(1, 3, 75, 101)
     boxes = torch.tensor([[0.0, 0.0, 40.0, 30.0], [20.0, 10.0, 90.0, 60.0]])
     pairs = torch.tensor([[0, 1]])
-    macs = count_macs(config, Workload(75, 101, boxes=2, pairs=1))
+    macs = Workload(75, 101, boxes=2, pairs=1).macs(config)
     with FlopCounterMode(display=False) as counter:
         net(image, boxes, pairs)
     assert counter.get_total_flops() == 2 * macs.total
@@ -94,7 +94,7 @@ def test_macs_match_torch_flop_counter(model):
     image = torch.randn(1, 3, 64, 96)
     boxes = torch.tensor([[0.0, 0.0, 40.0, 30.0], [20.0, 10.0, 90.0, 60.0], [5.0, 5.0, 15.0, 15.0]])
     pairs = torch.tensor([[0, 1], [0, 2]])
-    macs = count_macs(model.config, Workload(64, 96, boxes=3, pairs=2))
+    macs = Workload(64, 96, boxes=3, pairs=2).macs(model.config)
     for run, expected in (
         (lambda: model.trunk(image), macs.trunk),
         (lambda: model.pool_regions(model.trunk(image), boxes, pairs), macs.trunk + macs.roi_pool5),

@@ -17,8 +17,9 @@ import pytest
 from srg_deploy.commands.dataset import describe_dataset, generate_dataset
 from srg_deploy.datasets import Prediction, SGGEvaluator, VGSGGDataset
 from srg_deploy.datasets.generate import PREDICATES, layout_relations, vg_image_ids, write_dataset
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.synthetic import SyntheticScene
+from srg_deploy.synthetic import SyntheticScene
 
 # The demo layout's graph, written out by hand from the rule in generate.py (boxes: 0 square, 1 circle, 2 triangle).
 LAYOUT_GRAPH = [
@@ -198,6 +199,22 @@ def test_box_decoding_follows_load_graphs_by_hand(tmp_path):
         [1000 * 0.3125, 690 * 0.3125, 319.0, 710 * 0.3125],  # x2 = 321.875 clipped to width - 1
     ]
     np.testing.assert_array_equal(boxes, expected)
+
+
+def test_boxes_empty_after_clipping_leave_the_train_split_with_their_relations(tmp_path):
+    """SGB's training targets (clip_to_image(remove_empty=True)); evaluation keeps every box, as SGB's."""
+    root = tmp_path / "vg"
+    write_dataset(root, 2, test_fraction=0.0)
+    # Image 0's circle (box 1) moved wholly right of the 320-px frame: clipped to x1 = x2 = 319.
+    edit_h5(root, "boxes_1024", lambda b: np.vstack([b[:1], [[1100, 300, 40, 40]], b[2:]]).astype(np.int32))
+    first = write_dataset(tmp_path / "same", 2, test_fraction=0.0).images[0]
+    train = VGSGGDataset(root, val_images=0)[0]
+    np.testing.assert_array_equal(train.boxes, VGSGGDataset(root, val_images=1, split="val")[0].boxes[[0, 2]])
+    assert train.labels.tolist() == [1, 3]
+    # square -> triangle and triangle -> square survive, renumbered (triangle was box 2, now 1)
+    kept = [(s, o, p) for s, o, p in first.relations.tolist() if 1 not in (s, o)]
+    assert train.relations.tolist() == [[s, min(o, 1), p] if o == 2 else [min(s, 1), o, p] for s, o, p in kept]
+    assert len(VGSGGDataset(root, val_images=1, split="val")[0].boxes) == 3
 
 
 def test_splits_val_images_and_filters(tmp_path):
@@ -436,14 +453,14 @@ def test_layout_angles_stated_in_the_docstring():
 
 
 def test_dataset_command_helpers(tmp_path):
-    line = generate_dataset(tmp_path / "vg", 4, size="160x120", test_fraction=0.5)
+    line = generate_dataset(tmp_path / "vg", 4, seed=0, size="160x120", test_fraction=0.5)
     assert line.startswith(f"wrote {tmp_path / 'vg'}: 4 images (2 split 0, 2 test), 12 boxes, 24 relations")
-    assert describe_dataset(tmp_path / "vg", "test") == (
+    assert describe_dataset(tmp_path / "vg", "test", VAL_IMAGES) == (
         f"{tmp_path / 'vg'}: test split, 2 images, 6 boxes, 12 relations "
         "(3 object classes, 6 predicates; VG-SGG-with-attri.h5)"
     )
     with pytest.raises(SRGError, match="--size must look like 320x240"):
-        generate_dataset(tmp_path / "bad", 4, size="big")
+        generate_dataset(tmp_path / "bad", 4, seed=0, size="big", test_fraction=0.5)
 
 
 def test_the_data_layer_imports_without_torch():

@@ -28,8 +28,9 @@ def check_schema(result: dict, predicates: int) -> None:
 def test_checkpoint_its_onnx_export_and_training_agree(scene_run, scene_data, tmp_path):
     run, _ = scene_run
     onnx_path = tmp_path / "model.onnx"
-    exported = run_cli("export", run / "checkpoint", "--output", onnx_path)
+    exported = run_cli("export", run, "--output", onnx_path)  # the run folder: its trained model, said so
     assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert f"{run} is a training run: using its trained model {run / 'checkpoint'}" in exported.stderr
     path = tmp_path / "val.json"
     result = run_cli(
         "eval", run / "checkpoint", onnx_path, "--data", scene_data, "--split", "val", "--val-images", "4",
@@ -46,7 +47,7 @@ def test_checkpoint_its_onnx_export_and_training_agree(scene_run, scene_data, tm
         assert deployed[key] == eager[key]
         assert all(delta == 0.0 for delta in deployed["delta"][key].values())
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    kept = max((r for r in log[1:] if r["best"]), key=lambda r: r["epoch"])
+    kept = max((r for r in log if r["best"]), key=lambda r: r["epoch"])
     assert kept["val"]["recall"] == eager["recall"] and kept["val"]["mean_recall"] == eager["mean_recall"]
 
     # The deployed model needs no PyTorch: the same evaluation with torch made unimportable.

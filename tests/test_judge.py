@@ -22,9 +22,9 @@ from srg_deploy.model import SRGNet
 from srg_deploy.runtime.golden import load_golden, save_golden
 from srg_deploy.runtime.judge import Case, Gates, judge_frame
 from srg_deploy.runtime.loader import open_backend
-from srg_deploy.runtime.synthetic import noise_frame
 from srg_deploy.runtime.torch_backend import TorchBackend
 from srg_deploy.runtime.verify import SourceFrame, cases_from_frames, judge_runs, sample_cases, timed_runs, verify
+from srg_deploy.synthetic import noise_frame
 
 BOXES = np.array([[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119], [70, 20, 120, 100]], np.float64)
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from srg_deploy.datasets.vocabulary import vocabulary_difference
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile
 from srg_deploy.scene_graph import all_pairs
 from srg_deploy.training.features import DiskCache, MemoryCache, rows_per_image
 from srg_deploy.training.sampling import sample_pairs, unordered_index
+from srg_deploy.vocab import vocabulary_difference
 
 
 def test_sampling_takes_every_relation_then_fills_with_unrelated_ordered_pairs():

@@ -1,7 +1,7 @@
 """export-triton's repositories served by a real tritonserver (2.51.0, from the nvidia-pytriton wheel; python backend
 only) on 127.0.0.1: the scene_graph ensemble over HTTP and gRPC gives `infer`'s record, bad requests get error
 responses and the server stays up, the plain model repository on the python platform serves the model's outputs,
-and the README's client example runs against it."""
+and docs/triton.md's client examples run against it."""
 
 from __future__ import annotations
 
@@ -148,14 +148,14 @@ def test_docs_ten_line_client_gives_infers_record(served, small_onnx, write_imag
 
 
 def test_readme_client_example_gives_infers_record(served, small_onnx, write_image, tmp_path, capsys):
-    """The README's client code as written there, with only the model path, image and server address filled in."""
+    """docs/triton.md's plain-entry client as written there, with the model path, image and address filled in."""
     image = write_image("photo.png", height=336, width=448)
-    code = code_block(ROOT / "README.md", "**Client example.**")
+    code = code_block(ROOT / "docs" / "triton.md", "**Client example.**")
     for placeholder in ('"model.onnx"', '"photo.jpg"', '"localhost:8001"'):
         assert code.count(placeholder) >= 1, placeholder
     code = code.replace('"model.onnx"', repr(str(small_onnx))).replace('"photo.jpg"', repr(str(image)))
     namespace: dict = {}
-    exec(compile(code.replace('"localhost:8001"', repr(served.grpc)), "README.md", "exec"), namespace)
+    exec(compile(code.replace('"localhost:8001"', repr(served.grpc)), "docs/triton.md", "exec"), namespace)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = infer_record(small_onnx, image, namespace["boxes"].tolist(), tmp_path)
     assert len(printed["objects"]) == 3 and len(printed["relations"]) == 6

@@ -7,21 +7,85 @@ unit's shard as its last chunk arrives -> failures file and summary. The return 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
+import typer
+
+from srg_deploy.commands.options import MaxPairs, ModelPath, TopK
 from srg_deploy.console import err as console
+from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
-from srg_deploy.inputs import BoxesFile
-from srg_deploy.runtime.batch_inputs import Input, list_inputs
-from srg_deploy.runtime.batch_ray import Workers, connect, default_cpus, import_ray, run_units
-from srg_deploy.runtime.batch_store import BatchStore, ShardWriter, file_sha256
-from srg_deploy.runtime.batch_units import Unit, WorkerOptions, plan_units
-from srg_deploy.runtime.loader import backend_for
+
+if TYPE_CHECKING:
+    from srg_deploy.inputs import BoxesFile
+    from srg_deploy.runtime.batch_inputs import Input
+    from srg_deploy.runtime.batch_ray import Workers
+    from srg_deploy.runtime.batch_store import BatchStore, ShardWriter
+    from srg_deploy.runtime.batch_units import Unit, WorkerOptions
 
 EXIT_OK, EXIT_FAILURES = 0, 3  # 3: every input is done, but some failed (listed in failures.jsonl)
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy batch model.onnx --source images/ --boxes boxes.json --output out/ --workers 2\n\n"
+    "  srg-deploy batch sgdet.onnx --source 'archive/*/*.jpg' --output out/ --workers 8 --batch-size 64\n\n"
+    "  srg-deploy batch model.engine --source videos.txt --output out/ --address 10.0.0.1:6379 --workers 4"
+    " --gpus-per-worker 1\n\n"
+    "Re-running the same command resumes: inputs already in a committed shard are skipped, an interrupted unit is "
+    "redone, no record is written twice. Exit codes: 0 every input is done; 1 an error; 3 every input is done but "
+    "some failed (OUT/failures.jsonl); 130 interrupted (committed shards stay)."
+)
+
+
+def batch(
+    model: ModelPath,
+    source: Annotated[
+        str,
+        typer.Option(help="Directory of images and videos, glob, list file (.txt, one path per line), image or video."),
+    ],
+    output: Annotated[
+        Path, typer.Option(help="Output folder: records/ (JSONL shards), manifests/, failures.jsonl, batch.json.")
+    ],
+    boxes: Annotated[
+        Optional[Path],
+        typer.Option(help="boxes.json: a list of \\[x1,y1,x2,y2] for every frame, or {file name: list}."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray actors, each holding one loaded model.")] = 1,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="Join this Ray cluster (host:port from `ray start --head`, or auto); default: local Ray."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per unit of work (= per shard).")] = 32,
+    cpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(min=0.1, help="CPUs each worker reserves and uses (default: local cores / workers; cluster: 1)."),
+    ] = None,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="GPUs each worker reserves (e.g. 1, or 0.5).")] = 0.0,
+    max_pairs: MaxPairs = None,
+    top_k: TopK = TOP_K,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Process inputs that failed in earlier runs again.")
+    ] = False,
+) -> None:
+    """Scene graphs for an archive of images and videos on Ray Data: resumable JSONL shards, same records as infer."""
+    code = run_batch(
+        model,
+        source=source,
+        output=output,
+        boxes=boxes,
+        workers=workers,
+        address=address,
+        batch_size=batch_size,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        max_pairs=max_pairs,
+        top_k=top_k,
+        retry_failed=retry_failed,
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 @dataclass
@@ -47,6 +111,8 @@ class Job:
     retry_failed: bool
 
     def worker_options(self) -> WorkerOptions:
+        from srg_deploy.runtime.batch_units import WorkerOptions
+
         threads = max(1, int(self.pool.cpus))  # ONNX Runtime's threads = the CPUs Ray reserved for the worker
         return WorkerOptions(str(self.model.absolute()), self.boxes, self.max_pairs, self.top_k, threads)
 
@@ -56,22 +122,26 @@ def run_batch(
     *,
     source: str,
     output: Path,
-    boxes: Path | None = None,
-    workers: int = 1,
-    address: str | None = None,
-    batch_size: int = 32,
-    cpus_per_worker: float | None = None,
-    gpus_per_worker: float = 0.0,
-    max_pairs: int | None = None,
-    top_k: int = 20,
-    retry_failed: bool = False,
+    boxes: Path | None,
+    workers: int,
+    address: str | None,
+    batch_size: int,
+    cpus_per_worker: float | None,
+    gpus_per_worker: float,
+    max_pairs: int | None,
+    top_k: int,
+    retry_failed: bool,
 ) -> int:
     """Run (or resume) the job; returns the exit code. `cpus_per_worker=None`: locally, this machine's cores shared
     out between the workers; on a cluster, 1."""
+    from srg_deploy.inputs import BoxesFile
+    from srg_deploy.runtime.batch_inputs import list_inputs
+    from srg_deploy.runtime.batch_ray import Workers, default_cpus, import_ray
+    from srg_deploy.runtime.batch_store import BatchStore, file_sha256
+    from srg_deploy.runtime.loader import backend_for, existing_model
+
     import_ray(local=address is None)  # first: without Ray nothing below can finish, so say so before any work
-    model = Path(model)
-    if not model.exists():
-        raise SRGError(f"model {model} does not exist")
+    model = existing_model(model)
     backend_for(model)  # a path we cannot run is refused before Ray starts
     if workers < 1 or batch_size < 1:
         raise SRGError("--workers and --batch-size must be at least 1")
@@ -98,6 +168,9 @@ def run_batch(
 
 
 def _run(store: BatchStore, inputs: list[Input], job: Job) -> int:
+    from srg_deploy.runtime.batch_ray import connect
+    from srg_deploy.runtime.batch_units import plan_units
+
     if store.cleaned:
         console.print(f"removed {store.cleaned} leftovers of an interrupted run (they are done again)", markup=False)
     done = store.done.succeeded() if job.retry_failed else set(store.done.inputs)
@@ -136,6 +209,8 @@ def _write_units(
 
     A chunk numbered 0 for a unit already under way means Ray ran the unit again (its first worker died): that
     unit's shard starts over. Shards still open when anything goes wrong (Ctrl-C included) are discarded."""
+    from srg_deploy.runtime.batch_ray import run_units
+
     inputs = {u.id: [i.key for i in u.inputs] for u in units}
     open_shards: dict[str, ShardWriter] = {}
     try:
@@ -184,11 +259,3 @@ def _summary(store: BatchStore, counts: RunCounts, elapsed: float, failures_path
     if failed:
         first = store.done.failed[min(store.done.failed)]
         console.print(f"first failure: {first['input']}: {first['error']}", markup=False)
-
-
-def read_records(folder: Path) -> list[dict]:
-    """Every record of a batch output folder (tests and tools; order: by shard name, then line)."""
-    records = []
-    for shard in sorted((Path(folder) / "records").glob("part-*.jsonl")):
-        records += [json.loads(line) for line in shard.read_text().splitlines()]
-    return records

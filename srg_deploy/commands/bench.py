@@ -5,15 +5,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
+import typer
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
+from srg_deploy.commands.options import ModelPath
 from srg_deploy.console import out as console
-from srg_deploy.errors import SRGError
-from srg_deploy.inputs import parse_size
-from srg_deploy.runtime.bench import BenchReport, Workload, bench
-from srg_deploy.runtime.loader import open_backend
+
+if TYPE_CHECKING:
+    from srg_deploy.runtime.bench import BenchReport
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy bench model.onnx\n\n"
+    "  srg-deploy bench ckpt/ --image-size 600x1000 --boxes 36 --pairs 128 --iters 5 --json bench.json"
+)
+
+
+def bench(
+    model: ModelPath,
+    image_size: Annotated[
+        str, typer.Option(help="Model input size HxW; the synthetic frame is made at this size (no resize).")
+    ] = "480x640",
+    boxes: Annotated[int, typer.Option(min=0, help="Regions per frame (seeded random boxes).")] = 36,
+    pairs: Annotated[
+        Optional[int], typer.Option(min=0, help="Unordered pairs, the first P row-major (default: all).")
+    ] = None,
+    iters: Annotated[int, typer.Option(min=1, help="Measured runs.")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report here as JSON.")] = None,
+) -> None:
+    """Per-stage latency, FLOPs, achieved GFLOP/s and the share of the machine's measured peak."""
+    run_bench(model, image_size=image_size, boxes=boxes, pairs=pairs, iters=iters, warmup=warmup, json_out=json_out)
 
 
 def run_bench(
@@ -26,12 +50,16 @@ def run_bench(
     warmup: int,
     json_out: Path | None,
 ) -> None:
-    if not Path(model).exists():
-        raise SRGError(f"model {model} does not exist")
+    from srg_deploy.inputs import parse_size
+    from srg_deploy.runtime.bench import Workload
+    from srg_deploy.runtime.bench import bench as bench_model
+    from srg_deploy.runtime.loader import existing_model, open_backend
+
+    existing_model(model)
     workload = Workload(*parse_size(image_size, "--image-size", "480x640"), boxes, pairs)
     status = console.status(f"timing {model} on {workload.describe()}: {warmup} + {iters} runs")
     with open_backend(model, mode="boxes") as backend, status:
-        report = bench(backend, model, workload, iters, warmup)
+        report = bench_model(backend, model, workload, iters, warmup)
     print_report(report)
     if json_out:
         write_text(json_out, json.dumps(report.to_dict(), indent=2) + "\n")

@@ -9,26 +9,86 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
-import onnx
+import typer
 
 from srg_deploy.atomic import atomic_path, write_text
-from srg_deploy.commands.report import print_checklist
 from srg_deploy.config import SRGConfig
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
-from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
-from srg_deploy.export.engine import Profile, engine_from_onnx, sha256, sidecar
-from srg_deploy.export.fp16 import activation_peaks, fp16_from_onnx, overflowing
-from srg_deploy.export.onnx_export import metadata
-from srg_deploy.runtime.judge import FP16_MAX, Case, Gates, Verdict
-from srg_deploy.runtime.tensorrt_env import import_tensorrt, sidecar_path
-from srg_deploy.runtime.verify import sample_cases, sample_inputs, verify
+
+if TYPE_CHECKING:
+    import onnx
+
+    from srg_deploy.export.engine import Profile
+    from srg_deploy.runtime.judge import Case, Gates, Verdict
 
 # Activations a node may read or write and still run in fp16 with --keep-fp32-overflow: a quarter of fp16's largest
-# value, so that real frames somewhat brighter or busier than the sample frame still fit.
-OVERFLOW_LIMIT = FP16_MAX / 4
+# value (FP16_MAX, runtime/judge.py), so that real frames somewhat brighter or busier than the sample frame still fit.
+OVERFLOW_SHARE = 0.25
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy build-engine model.onnx --output model.engine\n\n"
+    "  srg-deploy build-engine model.onnx -o model-fp16.engine --fp16 --onnx-out model-fp16.onnx\n\n"
+    "  srg-deploy build-engine model.onnx -o model.engine --max-boxes 36 --max-pairs 630 --opt-size 600x800"
+    " --timing-cache trt.cache"
+)
+
+
+def build_engine(
+    model: Annotated[Path, typer.Argument(help="ONNX file from `srg-deploy export`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Engine file to write (plus OUTPUT.json).")],
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Convert to mixed precision, check it, build strongly typed.")
+    ] = False,
+    onnx_out: Annotated[Optional[Path], typer.Option(help="Keep the fp16 ONNX here (with --fp16).")] = None,
+    max_boxes: Annotated[int, typer.Option(min=1, help="Most boxes per frame (boxes mode profile).")] = 64,
+    max_pairs: Annotated[int, typer.Option(min=1, help="Most pairs per frame (boxes mode profile).")] = 2016,
+    min_size: Annotated[str, typer.Option(help="Smallest image, HxW.")] = "64x64",
+    opt_size: Annotated[str, typer.Option(help="Image size to tune for, HxW.")] = "600x800",
+    max_size: Annotated[str, typer.Option(help="Largest image, HxW.")] = "1000x1000",
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache to load and update.")] = None,
+    opt_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="TensorRT builder optimization level.")] = None,
+    min_cosine: Annotated[
+        Optional[float], typer.Option(help="fp16 gate: least cosine per output vs fp32 (default 0.999).")
+    ] = None,
+    min_agreement: Annotated[
+        Optional[float], typer.Option(help="fp16 gate: least top-1 / triplet agreement vs fp32 (default 0.95).")
+    ] = None,
+    keep_fp32_overflow: Annotated[
+        bool,
+        typer.Option(
+            "--keep-fp32-overflow",
+            help="With --fp16: keep in fp32 the nodes whose activations on a sample frame exceed a quarter of fp16's range.",
+        ),
+    ] = False,
+) -> None:
+    """Build a TensorRT engine (10.9+/11.x) with the srg::roi_pool plugin; --fp16 converts and checks first."""
+    from srg_deploy.export.engine import Profile
+    from srg_deploy.inputs import parse_size
+
+    profile = Profile(
+        min_hw=parse_size(min_size, "--min-size"),
+        opt_hw=parse_size(opt_size, "--opt-size"),
+        max_hw=parse_size(max_size, "--max-size"),
+        opt_boxes=min(36, max_boxes),
+        max_boxes=max_boxes,
+        opt_pairs=min(630, max_pairs),
+        max_pairs=max_pairs,
+    )
+    run_build_engine(
+        model,
+        output,
+        fp16=fp16,
+        onnx_out=onnx_out,
+        profile=profile,
+        timing_cache=timing_cache,
+        opt_level=opt_level,
+        min_cosine=min_cosine,
+        min_agreement=min_agreement,
+        keep_fp32_overflow=keep_fp32_overflow,
+    )
 
 
 def run_build_engine(
@@ -44,6 +104,13 @@ def run_build_engine(
     min_agreement: float | None = None,
     keep_fp32_overflow: bool = False,
 ) -> None:
+    from srg_deploy.export.checks import check_onnx, op_coverage, read_onnx
+    from srg_deploy.export.engine import engine_from_onnx, sha256, sidecar
+    from srg_deploy.export.fp16 import fp16_from_onnx
+    from srg_deploy.export.onnx_export import metadata
+    from srg_deploy.runtime.judge import Gates
+    from srg_deploy.runtime.tensorrt_env import import_tensorrt, sidecar_path
+
     source_bytes = Path(onnx_path).read_bytes() if Path(onnx_path).is_file() else None
     proto = read_onnx(onnx_path)
     meta = metadata(proto)
@@ -96,7 +163,9 @@ def run_build_engine(
 def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> Verdict:
     """ONNX Runtime runs both files on the sample frame and a noise frame (its CPU provider computes fp16 nodes
     through inserted casts, fp16 values between nodes), and the judge weighs fp16 against fp32."""
+    from srg_deploy.commands.report import print_checklist
     from srg_deploy.runtime.ort_backend import OrtBackend
+    from srg_deploy.runtime.verify import sample_cases, verify
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / "fp32.onnx", Path(tmp) / "fp16.onnx"]
@@ -111,6 +180,10 @@ def fp16_parity(fp32: onnx.ModelProto, fp16: onnx.ModelProto, gates: Gates) -> V
 
 def fp16_failure(fp32: onnx.ModelProto, verdict: Verdict) -> str:
     """The first failure; when fp16 overflowed, where: the fp32 model's largest activation and the node that made it."""
+    from srg_deploy.export.fp16 import activation_peaks, overflowing
+    from srg_deploy.runtime.judge import FP16_MAX
+
+    limit = FP16_MAX * OVERFLOW_SHARE
     first = verdict.failures[0]
     if "NaN or infinity" not in first:
         return first
@@ -121,20 +194,25 @@ def fp16_failure(fp32: onnx.ModelProto, verdict: Verdict) -> str:
     return (
         f"activations exceed fp16's range ({FP16_MAX:g}): the fp32 model reaches {top.output:.3g} at node"
         f" {top.node!r} ({top.op}) on the sample frame, which fp16 stores as infinity;"
-        f" {len(overflowing(peaks, OVERFLOW_LIMIT))} nodes go past {OVERFLOW_LIMIT:g}. Keep them in fp32 with"
+        f" {len(overflowing(peaks, limit))} nodes go past {limit:g}. Keep them in fp32 with"
         " --keep-fp32-overflow, build in fp32, or fix the weights that produce such values (e.g. BatchNorm statistics)"
     )
 
 
 def keep_for_overflow(fp32: onnx.ModelProto) -> set[str]:
-    """The nodes whose activations on the sample frame go past OVERFLOW_LIMIT, announced before converting."""
+    """The nodes whose activations on the sample frame go past OVERFLOW_SHARE of fp16's range, announced before
+    converting."""
+    from srg_deploy.export.fp16 import activation_peaks, overflowing
+    from srg_deploy.runtime.judge import FP16_MAX
+
+    limit = FP16_MAX * OVERFLOW_SHARE
     peaks = activation_peaks(fp32, sample_cases_for(fp32)[0].inputs)
-    keep = overflowing(peaks, OVERFLOW_LIMIT)
+    keep = overflowing(peaks, limit)
     if keep:
         top = max((peaks[n] for n in keep), key=lambda p: max(p.output, p.input))
         console.print(
             f"keeping {len(keep)} of {len(peaks)} nodes in fp32 (--keep-fp32-overflow): their activations pass"
-            f" {OVERFLOW_LIMIT:g} on the sample frame, up to {max(top.output, top.input):.3g} at {top.node!r}"
+            f" {limit:g} on the sample frame, up to {max(top.output, top.input):.3g} at {top.node!r}"
             f" ({top.op})",
             markup=False,
         )
@@ -146,6 +224,12 @@ def keep_for_overflow(fp32: onnx.ModelProto) -> set[str]:
 def sample_cases_for(proto: onnx.ModelProto) -> list[Case]:
     """The sample case at half resolution, for a cheap activation scan (intermediate tensors of a ResNet-101 at
     full size take gigabytes)."""
+    import numpy as np
+
+    from srg_deploy.export.onnx_export import metadata
+    from srg_deploy.runtime.judge import Case
+    from srg_deploy.runtime.verify import sample_inputs
+
     meta = metadata(proto)
     case = sample_inputs(SRGConfig.from_dict(json.loads(meta["config"])), meta["mode"])[0]
     inputs = dict(case.inputs)

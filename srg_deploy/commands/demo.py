@@ -13,20 +13,19 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Annotated
 
-import cv2
+import typer
 
 from srg_deploy.atomic import atomic_path, write_text
-from srg_deploy.commands.eval import run_eval
-from srg_deploy.commands.export import run_export
-from srg_deploy.commands.infer import run_infer
+from srg_deploy.commands.eval import eval_
+from srg_deploy.commands.export import export
+from srg_deploy.commands.infer import infer
 from srg_deploy.commands.init import init_checkpoint
 from srg_deploy.commands.train import RichMonitor
 from srg_deploy.config import Preprocessing
 from srg_deploy.console import out as console
-from srg_deploy.datasets.generate import PREDICATES, layout_relations, write_dataset
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.synthetic import SHAPES, SyntheticScene
 
 VIDEO_SIZE = (320, 240)
 VIDEO_FRAMES = 48
@@ -39,14 +38,26 @@ GRAPH_EVERY = 12
 DEMO_PREPROCESSING = Preprocessing(min_size=120, max_size=160)
 DATASET_IMAGES, TEST_FRACTION, VAL_IMAGES = 128, 0.125, 16  # 16 test, 16 val, 96 train
 EPOCHS = 25
-# Batch 4 and lr 0.003 instead of the recipe's 12 and 0.01: this random trunk's pool5 features (mean about 4) are
-# several times larger than a trained ResNet's (typically below 1), which makes the recipe's steps jump about on
-# so small a dataset. Everything else is the recipe of `srg-deploy train`.
-TRAIN_OPTIONS = {"val_images": VAL_IMAGES, "lr": 0.003, "batch_size": 4, "seed": 0, "reinit_heads": True}
+TRAIN_OPTIONS = {"val_images": VAL_IMAGES, "seed": 0, "reinit_heads": True}  # the recipe's defaults otherwise
+
+EPILOG = "Example:\n\n  srg-deploy demo --workdir demo"
+
+
+def demo(
+    workdir: Annotated[
+        Path, typer.Option(help="Folder for the demo's checkpoint, dataset, training run, model, video and outputs.")
+    ] = Path("demo"),
+) -> None:
+    """The whole chain on a generated scene: dataset -> train the heads -> ONNX -> eval -> sample video -> infer."""
+    code = run_demo(workdir)
+    if code:
+        raise typer.Exit(code)
 
 
 def run_demo(workdir: Path) -> int:
     """Build everything under `workdir` (re-running overwrites it) and return infer's exit code."""
+    from srg_deploy.datasets.generate import write_dataset
+    from srg_deploy.synthetic import SHAPES
     from srg_deploy.training.trainer import train
 
     started = time.perf_counter()
@@ -91,12 +102,12 @@ def run_demo(workdir: Path) -> int:
 
     console.rule("4/6  export the trained model to ONNX (boxes mode)")
     mark = time.perf_counter()
-    run_export(trained, onnx_path, mode="boxes")
+    export(trained, onnx_path, mode="boxes")
     seconds["export"] = time.perf_counter() - mark
 
     console.rule("5/6  Recall@K of the ONNX model on held-out frames (test split)")
     mark = time.perf_counter()
-    run_eval([onnx_path], data=scene_data, split="test", val_images=VAL_IMAGES)
+    eval_([onnx_path], data=scene_data, split="test", val_images=VAL_IMAGES)
     seconds["eval"] = time.perf_counter() - mark
 
     console.rule("6/6  sample video -> infer with ONNX Runtime")
@@ -108,18 +119,19 @@ def run_demo(workdir: Path) -> int:
         f"(each frame's {len(SHAPES)} tight boxes)",
         markup=False,
     )
-    code = run_infer(
-        onnx_path,
-        source=str(video),
-        boxes=boxes,
-        json_out=jsonl,
-        video_out=annotated,
-        graph_out=graphs,
-        graph_every=GRAPH_EVERY,
-        backend="onnxruntime",
-    )
-    if code:
-        return code
+    try:
+        infer(
+            onnx_path,
+            source=str(video),
+            boxes=boxes,
+            json_out=jsonl,
+            video_out=annotated,
+            graph_out=graphs,
+            graph_every=GRAPH_EVERY,
+            backend="onnxruntime",
+        )
+    except typer.Exit as stopped:
+        return stopped.exit_code
     seconds["infer"] = time.perf_counter() - mark
     pngs = sorted(graphs.glob("frame_*.png"))
     labels_right, graphs_right = check_scene_graphs(jsonl)
@@ -147,7 +159,7 @@ def run_demo(workdir: Path) -> int:
         "same red square, blue circle and green triangle at the same places, so it names those three shapes and the "
         "six directions between them, and nothing else. Real use starts from pretrained weights (srg-deploy init "
         "--backbone resnet101-63fe2227.pth, or --from-detectron2 for a bottom-up-attention detector) and Visual "
-        "Genome: see 'Training and evaluation on Visual Genome' in the README.",
+        "Genome: see docs/training.md.",
         markup=False,
     )
     return 0
@@ -156,6 +168,10 @@ def run_demo(workdir: Path) -> int:
 def write_sample_video(path: Path, frames: int, size: tuple[int, int], fps: float) -> list[list[list[float]]]:
     """A clip of the scene's jittering shapes (mp4v, scene seed 0: no generated dataset image is one of its
     frames); returns each frame's tight boxes, as the dataset's boxes are."""
+    import cv2
+
+    from srg_deploy.synthetic import SyntheticScene
+
     scene = SyntheticScene(*size)
     with atomic_path(path, suffix=path.suffix) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
@@ -170,6 +186,9 @@ def write_sample_video(path: Path, frames: int, size: tuple[int, int], fps: floa
 def check_scene_graphs(jsonl: Path) -> tuple[int, int]:
     """(frames whose three labels are right, frames whose six relations are all right) in infer's JSONL, against
     the generator's rule for the scene (`layout_relations`)."""
+    from srg_deploy.datasets.generate import PREDICATES, layout_relations
+    from srg_deploy.synthetic import SHAPES, SyntheticScene
+
     scene = SyntheticScene(*VIDEO_SIZE)
     expected = {(s, o): PREDICATES[p - 1] for s, o, p in layout_relations(scene, list(range(len(SHAPES))))}
     labels_right = graphs_right = 0

@@ -11,40 +11,72 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
 from srg_deploy.console import err
 from srg_deploy.console import out as console
-from srg_deploy.datasets import VGSGGDataset
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.evaluate import BACKEND_MODE, TASKS, check_model, evaluate
-from srg_deploy.runtime.loader import open_backend
 
 TASK_NAMES = {"predcls": "PredCls", "sgcls": "SGCls", "sgdet": "SGDet"}
 ROWS = (("R", "recall"), ("ngR", "no_graph_constraint_recall"), ("mR", "mean_recall"))
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy eval runs/vg/checkpoint --data datasets/vg --report predcls.json\n\n"
+    "  srg-deploy eval runs/vg/checkpoint model.onnx model-fp16.onnx model.engine --data datasets/vg\n\n"
+    "  srg-deploy eval sgdet.onnx --data datasets/vg --mode sgdet --max-images 1000\n\n"
+    "Metrics as Scene-Graph-Benchmark computes them: graph-constrained R@K, no-graph-constraint ngR@K, mean recall "
+    "mR@K (K = 20, 50, 100). Several models are run on the same images; columns after the first show the change."
+)
+
+
+def eval_(
+    models: Annotated[
+        list[Path], typer.Argument(help="Checkpoint folders, .onnx or .engine files; the first is the baseline.")
+    ],
+    data: Annotated[Path, typer.Option(help="VG-SGG dataset folder.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    val_images: Annotated[
+        int, typer.Option(min=0, help="First N split-0 images are val (as train used).")
+    ] = VAL_IMAGES,
+    mode: Annotated[
+        str, typer.Option(help="predcls (boxes and labels given), sgcls (boxes given) or sgdet (an sgdet model).")
+    ] = "predcls",
+    max_images: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N images of the split.")] = None,
+    report: Annotated[
+        Optional[Path], typer.Option(help="Write every result here as JSON (fractions in [0, 1]).")
+    ] = None,
+) -> None:
+    """Recall@K, no-graph-constraint R@K and mean R@K of one or more models on a VG-SGG split."""
+    run_eval(models, data=data, split=split, val_images=val_images, task=mode, max_images=max_images, report=report)
 
 
 def run_eval(
     models: list[Path],
     *,
     data: Path,
-    split: str = "test",
-    val_images: int = 5000,
-    task: str = "predcls",
-    max_images: int | None = None,
-    report: Path | None = None,
+    split: str,
+    val_images: int,
+    task: str,
+    max_images: int | None,
+    report: Path | None,
 ) -> list[dict]:
     """Evaluate, print the table, write the report; returns one result per model."""
+    from srg_deploy.datasets import VGSGGDataset
+    from srg_deploy.runtime.evaluate import BACKEND_MODE, TASKS, check_model, evaluate
+    from srg_deploy.runtime.loader import existing_model, open_backend
+
     if task not in TASKS:
         raise SRGError(f"unknown --mode {task!r}; expected one of {', '.join(TASKS)}")
     if not models:
         raise SRGError("name at least one model to evaluate")
     for path in models:
-        if not Path(path).exists():
-            raise SRGError(f"model {path} does not exist")
+        existing_model(path)
     dataset = VGSGGDataset(data, split, val_images, max_images=max_images)
     err.print(dataset.describe(), markup=False)
     with ExitStack() as stack:

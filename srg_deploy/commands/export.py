@@ -7,27 +7,55 @@ on a sample frame. The file is written only when every check passes (`--skip-che
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
 
 from srg_deploy.atomic import atomic_path
-from srg_deploy.checkpoint import load_model
-from srg_deploy.commands.report import FAIL, OK, print_checklist
 from srg_deploy.console import out as console
+from srg_deploy.defaults import ONNX_OPSET
 from srg_deploy.errors import SRGError
-from srg_deploy.export.checks import check_onnx, op_coverage, trt_op_list
-from srg_deploy.export.onnx_export import DEFAULT_OPSET, onnx_from_model
-from srg_deploy.runtime.judge import Gates, Verdict
-from srg_deploy.runtime.verify import sample_cases, verify
+
+if TYPE_CHECKING:
+    from srg_deploy.runtime.judge import Verdict
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy export ckpt/ --output model.onnx\n\n"
+    "  srg-deploy export ckpt/ --output sgdet.onnx --mode sgdet --max-pairs 128\n\n"
+    "  srg-deploy export ckpt/ -o model.onnx --opset 18 --skip-check"
+)
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")],
+    mode: Annotated[str, typer.Option(help="boxes: image+boxes+pairs in; sgdet: image in, detector inside.")] = "boxes",
+    opset: Annotated[int, typer.Option(help="ONNX opset (17..20).")] = ONNX_OPSET,
+    max_pairs: Annotated[
+        Optional[int], typer.Option(min=1, help="sgdet only: keep the K pairs with the highest score product.")
+    ] = None,
+    skip_check: Annotated[
+        bool, typer.Option("--skip-check", help="Skip the ONNX Runtime vs eager parity check.")
+    ] = False,
+) -> None:
+    """Export to ONNX with RoI pooling as the srg::roi_pool plugin node; check it; write it only if it passes."""
+    run_export(checkpoint, output, mode=mode, opset=opset, max_pairs=max_pairs, skip_check=skip_check)
 
 
 def run_export(
     checkpoint: Path,
     output: Path,
     *,
-    mode: str = "boxes",
-    opset: int = DEFAULT_OPSET,
-    max_pairs: int | None = None,
-    skip_check: bool = False,
+    mode: str,
+    opset: int,
+    max_pairs: int | None,
+    skip_check: bool,
 ) -> None:
+    from srg_deploy.checkpoint import load_model
+    from srg_deploy.commands.report import FAIL, OK
+    from srg_deploy.export.checks import check_onnx, op_coverage, trt_op_list
+    from srg_deploy.export.onnx_export import onnx_from_model
+
     model = load_model(checkpoint)
     with console.status(f"exporting {checkpoint} ({mode} mode, opset {opset})"):
         proto = onnx_from_model(model, mode, opset, max_pairs)
@@ -57,8 +85,11 @@ def run_export(
 def parity_report(model, onnx_path: Path, mode: str, max_pairs: int | None) -> Verdict:
     """ONNX Runtime vs eager on the sample frame, judged by the gates of the file's precision, printed as the
     judge's checklist."""
+    from srg_deploy.commands.report import print_checklist
+    from srg_deploy.runtime.judge import Gates
     from srg_deploy.runtime.ort_backend import OrtBackend
     from srg_deploy.runtime.torch_backend import TorchBackend
+    from srg_deploy.runtime.verify import sample_cases, verify
 
     with OrtBackend(onnx_path) as deployed:
         reference = TorchBackend(model, mode=mode, max_pairs=max_pairs)

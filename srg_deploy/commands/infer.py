@@ -10,51 +10,147 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
+import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from srg_deploy.commands.options import MaxPairs, ModelPath, TopK
 from srg_deploy.console import err as console
+from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
-from srg_deploy.inputs import BoxesFile
-from srg_deploy.runtime.loader import open_backend
-from srg_deploy.runtime.pipeline import Options, Pipeline, Stop
-from srg_deploy.runtime.predictor import Predictor
-from srg_deploy.runtime.sinks import GraphSink, JsonlSink, Sink, VideoSink, WindowSink, gui_unavailable
-from srg_deploy.runtime.sources import Source, open_source
-from srg_deploy.runtime.stats import RunStats
-from srg_deploy.runtime.verify import open_shadow_checker
+
+if TYPE_CHECKING:
+    from srg_deploy.runtime.pipeline import Options
+    from srg_deploy.runtime.sinks import Sink
+    from srg_deploy.runtime.sources import Source
+    from srg_deploy.runtime.stats import RunStats
 
 # 0: the source ended or --max-frames was reached; 1: an error (outputs removed); 3: a live source was lost after
 # its reconnect attempts (outputs complete and valid); 130 / 143: stopped by SIGINT / SIGTERM (outputs valid).
-EXIT_CODES = {Stop.END: 0, Stop.MAX_FRAMES: 0, Stop.QUIT: 0, Stop.LOST: 3, Stop.SIGINT: 130, Stop.SIGTERM: 143}
+EXIT_CODES = {"END": 0, "MAX_FRAMES": 0, "QUIT": 0, "LOST": 3, "SIGINT": 130, "SIGTERM": 143}  # by Stop name
 IMAGES_VIDEO_FPS = 2.0  # --video-out frame rate for image sources, which have none
 LIVE_STATS_EVERY_S = 5.0
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy infer ckpt/ --source photo.jpg --boxes boxes.json --json out.jsonl\n\n"
+    "  srg-deploy infer model.onnx --source images/ --boxes boxes.json\n\n"
+    "  srg-deploy infer sgdet.onnx --source video.mp4 --json out.jsonl --video-out annotated.mp4 --graph-out graphs/\n\n"
+    "  srg-deploy infer model.engine --source 0 --json live.jsonl --reconnect 10\n\n"
+    "  srg-deploy infer model.onnx --source rtsp://cam/stream --boxes boxes.json --every 5\n\n"
+    "  srg-deploy infer model.engine --source video.mp4 --json out.jsonl --check-every 30 --reference ckpt/\n\n"
+    "Exit codes: 0 the source ended or --max-frames was reached; 1 an error (this run's outputs are removed); "
+    "3 a live source stopped delivering and did not come back after --reconnect attempts; 130 / 143 stopped by "
+    "SIGINT (Ctrl-C) / SIGTERM. With 0, 3, 130 and 143 every output holds exactly the frames processed."
+)
+
+
+def infer(
+    model: ModelPath,
+    source: Annotated[
+        str,
+        typer.Option(
+            help="Camera index (0), RTSP/HTTP URL, video file, image, directory of images, glob, or synthetic:WxH."
+        ),
+    ],
+    boxes: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="boxes.json: a list of \\[x1,y1,x2,y2] for every frame, {file name: list}, or a list per video frame."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Optional[Path], typer.Option("--json", help="Write one JSON line per processed frame here.")
+    ] = None,
+    video_out: Annotated[
+        Optional[Path],
+        typer.Option("--video-out", help="Write the frames with boxes and top relations drawn (.mp4 or .avi)."),
+    ] = None,
+    graph_out: Annotated[
+        Optional[Path], typer.Option("--graph-out", help="Folder for PNG drawings of the scene graph.")
+    ] = None,
+    graph_every: Annotated[int, typer.Option(min=1, help="Draw the graph of every Nth processed frame.")] = 1,
+    backend: Annotated[
+        Optional[str], typer.Option(help="torch | onnxruntime | tensorrt (default: from the path).")
+    ] = None,
+    max_pairs: MaxPairs = None,
+    top_k: TopK = TOP_K,
+    realtime: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--realtime/--no-realtime",
+            help="Process only the newest frame, dropping older ones (default: on for cameras and URLs).",
+        ),
+    ] = None,
+    every: Annotated[int, typer.Option(min=1, help="Process every Nth frame of the source.")] = 1,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after N processed frames.")] = None,
+    reconnect: Annotated[
+        int, typer.Option(min=0, help="Live sources: reopen attempts (with back-off) when frames stop coming.")
+    ] = 5,
+    show: Annotated[
+        bool, typer.Option("--show", help="Show annotated frames in a window (needs a GUI OpenCV and a display).")
+    ] = False,
+    check_every: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Shadow verification: re-run every Nth frame through --reference; drift in the JSON."),
+    ] = None,
+    reference: Annotated[Optional[Path], typer.Option(help="Eager checkpoint folder for --check-every.")] = None,
+) -> None:
+    """Scene graphs from a camera, a stream, a video or images: JSONL, annotated video, graph PNGs."""
+    code = run_infer(
+        model,
+        source=source,
+        boxes=boxes,
+        json_out=json_out,
+        video_out=video_out,
+        graph_out=graph_out,
+        graph_every=graph_every,
+        backend=backend,
+        max_pairs=max_pairs,
+        top_k=top_k,
+        realtime=realtime,
+        every=every,
+        max_frames=max_frames,
+        reconnect=reconnect,
+        show=show,
+        check_every=check_every,
+        reference=reference,
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 def run_infer(
     model: Path,
     *,
     source: str,
-    boxes: Path | None = None,
-    json_out: Path | None = None,
-    video_out: Path | None = None,
-    graph_out: Path | None = None,
-    graph_every: int = 1,
-    backend: str | None = None,
-    max_pairs: int | None = None,
-    top_k: int = 20,
-    realtime: bool | None = None,
-    every: int = 1,
-    max_frames: int | None = None,
-    reconnect: int = 5,
-    show: bool = False,
-    check_every: int | None = None,
-    reference: Path | None = None,
+    boxes: Path | None,
+    json_out: Path | None,
+    video_out: Path | None,
+    graph_out: Path | None,
+    graph_every: int,
+    backend: str | None,
+    max_pairs: int | None,
+    top_k: int,
+    realtime: bool | None,
+    every: int,
+    max_frames: int | None,
+    reconnect: int,
+    show: bool,
+    check_every: int | None,
+    reference: Path | None,
 ) -> int:
     """Run the pipeline; returns the exit code. `realtime=None` means: on for cameras and streams."""
-    if not Path(model).exists():
-        raise SRGError(f"model {model} does not exist")
+    from srg_deploy.inputs import BoxesFile
+    from srg_deploy.runtime.loader import existing_model, open_backend
+    from srg_deploy.runtime.pipeline import Options, Pipeline, Stop
+    from srg_deploy.runtime.predictor import Predictor
+    from srg_deploy.runtime.sinks import GraphSink, JsonlSink, VideoSink, WindowSink, gui_unavailable
+    from srg_deploy.runtime.sources import open_source
+    from srg_deploy.runtime.verify import open_shadow_checker
+
+    existing_model(model)
     if (check_every is None) != (reference is None):
         raise SRGError("--check-every and --reference go together: the reference is what every Nth frame is re-run on")
     if show and (problem := gui_unavailable()):
@@ -100,7 +196,7 @@ def run_infer(
     _print_summary(stats, sinks)
     if shadow:
         console.print(shadow.finish(), markup=False)  # raises when checked frames drifted (records stay written)
-    code = EXIT_CODES[pipeline.reason]
+    code = EXIT_CODES[pipeline.reason.name]
     if code:
         console.print(f"exit code {code}: {pipeline.reason.value}", markup=False)
     return code

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Annotated, Optional
 
-from srg_deploy.checkpoint import merge_backbone, random_model, save_checkpoint, torchvision_backbone_state
+import typer
+
 from srg_deploy.config import Architecture, Detector, Preprocessing, SRGConfig
+from srg_deploy.console import err as console
 from srg_deploy.errors import SRGError
 from srg_deploy.vocab import read_vocab_file, vg50_predicates, vg150_objects
 
@@ -16,6 +19,34 @@ BOTTOM_UP_PREPROCESSING = Preprocessing(
 )
 BOTTOM_UP_ARCHITECTURE = Architecture(roi_output_size=14, res5_dilation=2, stride_in_1x1=True, stem_pool="caffe")
 ANCHOR_SIZES_BY_COUNT = {15: (32.0, 64.0, 128.0, 256.0, 512.0), 12: (64.0, 128.0, 256.0, 512.0)}
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy init ckpt/ --seed 0\n\n  srg-deploy init ckpt/ --backbone resnet101-63fe2227.pth\n\n"
+    "  srg-deploy init ckpt/ --from-detectron2 faster_rcnn_from_caffe.pkl --objects objects_vocab.txt"
+)
+
+
+def init(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder to write (config.json + model.safetensors).")],
+    backbone: Annotated[
+        Optional[Path], typer.Option(help="torchvision ResNet-101 state dict (.pth) for trunk and res5.")
+    ] = None,
+    from_detectron2: Annotated[
+        Optional[Path], typer.Option("--from-detectron2", help="detectron2 Faster R-CNN R101-C4 .pkl to import.")
+    ] = None,
+    objects: Annotated[
+        Optional[Path], typer.Option(help="Object vocabulary, one name per line (default VG150).")
+    ] = None,
+    predicates: Annotated[
+        Optional[Path], typer.Option(help="Predicate vocabulary, one name per line (default VG50).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for every randomly initialised weight.")] = 0,
+) -> None:
+    """Write a checkpoint folder: seeded random, or trunk from torchvision / detectron2 weights, heads seeded."""
+    message = init_checkpoint(
+        checkpoint, backbone=backbone, detectron2=from_detectron2, objects=objects, predicates=predicates, seed=seed
+    )
+    console.print(message, markup=False)
 
 
 def init_checkpoint(
@@ -32,6 +63,8 @@ def init_checkpoint(
 
     `preprocessing` replaces the default resize/normalisation (the demo uses smaller frames); a detectron2 import
     brings its own."""
+    from srg_deploy.checkpoint import merge_backbone, random_model, save_checkpoint, torchvision_backbone_state
+
     if backbone and detectron2:
         raise SRGError("--backbone and --from-detectron2 both give trunk weights; pass one of them")
     if detectron2 and preprocessing:
@@ -62,6 +95,7 @@ def init_checkpoint(
 def _from_detectron2(
     path: Path, source: Path, objects: Path | None, predicate_names: tuple[str, ...], seed: int
 ) -> str:
+    from srg_deploy.checkpoint import random_model, save_checkpoint
     from srg_deploy.detectron2_import import convert, num_classes, read_detectron2_weights
 
     arrays, scheme = read_detectron2_weights(source)

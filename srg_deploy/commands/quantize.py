@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from srg_deploy.defaults import VAL_IMAGES
+
 EPILOG = (
     "Examples:\n\n  srg-deploy quantize model.onnx -o model-int8.onnx --data datasets/vg\n\n"
     "  srg-deploy quantize model.onnx -o model-int8.onnx --data datasets/vg --max-drop 0.005 --eval-images 500\n\n"
@@ -37,7 +39,7 @@ def quantize(
         typer.Option(help="VG-SGG dataset: calibrates on --split (unless --calibration) and controls accuracy on val."),
     ] = None,
     split: Annotated[str, typer.Option(help="Split of --data to calibrate on.")] = "train",
-    val_images: Annotated[int, typer.Option(min=0, help="The first N split-0 images of --data are val.")] = 5000,
+    val_images: Annotated[int, typer.Option(min=0, help="The first N split-0 images of --data are val.")] = VAL_IMAGES,
     frames: Annotated[int, typer.Option(min=1, help="Calibration frames (the first N).")] = 64,
     method: Annotated[str, typer.Option(help="Activation ranges: minmax | entropy | percentile.")] = "minmax",
     max_drop: Annotated[
@@ -75,7 +77,7 @@ def run_quantize(
     boxes: Path | None = None,
     data: Path | None = None,
     split: str = "train",
-    val_images: int = 5000,
+    val_images: int = VAL_IMAGES,
     frames: int = 64,
     method: str = "minmax",
     max_drop: float = 0.01,

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 
 from srg_deploy.console import out as console
-from srg_deploy.runtime.judge import Verdict
+
+if TYPE_CHECKING:
+    from srg_deploy.runtime.judge import Verdict
 
 OK, FAIL = "[green][✓][/]", "[red]\\[x][/]"  # [x] escaped: Rich would read it as a style tag
 

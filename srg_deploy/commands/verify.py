@@ -10,19 +10,74 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
+import typer
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
-from srg_deploy.commands.report import print_checklist
-from srg_deploy.config import is_checkpoint
+from srg_deploy.config import is_checkpoint, resolve_checkpoint
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
-from srg_deploy.inputs import BoxesFile
-from srg_deploy.runtime.golden import load_golden, save_golden
-from srg_deploy.runtime.judge import Gates, Verdict
-from srg_deploy.runtime.loader import open_backend
-from srg_deploy.runtime.verify import cases_from_frames, judge_runs, read_frames, same_model_config, timed_runs, verify
+
+if TYPE_CHECKING:
+    from srg_deploy.runtime.judge import Verdict
+
+EPILOG = (
+    "Examples:\n\n  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json\n\n"
+    "  srg-deploy verify model.engine --reference ckpt/ --source video.mp4 --frames 16 --report report.json\n\n"
+    "  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json --save-reference golden.npz\n\n"
+    "  srg-deploy verify model.engine --reference golden.npz     (on the device: no PyTorch needed)\n\n"
+    "  srg-deploy verify model_fp16.onnx --reference ckpt/ --source images/ --boxes boxes.json --min-cosine 0.9995"
+)
+
+
+def verify(
+    model: Annotated[Path, typer.Argument(help="Deployed model: .onnx (ONNX Runtime) or .engine (TensorRT).")],
+    reference: Annotated[
+        Path,
+        typer.Option(
+            help="The eager checkpoint folder the model was exported from, or a golden .npz recorded from it."
+        ),
+    ],
+    source: Annotated[
+        Optional[str], typer.Option(help="Image, directory of images, glob or video (not with a golden reference).")
+    ] = None,
+    boxes: Annotated[
+        Optional[Path], typer.Option(help="boxes.json for boxes-mode models: a list, or {file name: list}.")
+    ] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Verify at most this many frames (the first ones).")] = 8,
+    report: Annotated[Optional[Path], typer.Option(help="Write the full report here as JSON.")] = None,
+    save_reference: Annotated[
+        Optional[Path],
+        typer.Option(help="Record the inputs and the eager outputs as a golden .npz, for verifying without PyTorch."),
+    ] = None,
+    atol: Annotated[Optional[float], typer.Option(help="Absolute error allowed (default: fp32 0, fp16 off).")] = None,
+    rtol: Annotated[
+        Optional[float], typer.Option(help="Error allowed relative to max|ref| (default: fp32 1e-4, fp16 off).")
+    ] = None,
+    min_cosine: Annotated[
+        Optional[float], typer.Option(help="Least cosine per output and per region (default: fp32 off, fp16 0.999).")
+    ] = None,
+    min_agreement: Annotated[
+        Optional[float],
+        typer.Option(help="Least top-1 and triplet recall agreement (default: fp32 1.0, fp16 0.95)."),
+    ] = None,
+) -> None:
+    """Check a deployed model against the eager checkpoint: errors, agreement, triplet recall, latency."""
+    run_verify(
+        model,
+        reference=reference,
+        source=source,
+        boxes=boxes,
+        frames=frames,
+        report_path=report,
+        save_reference=save_reference,
+        atol=atol,
+        rtol=rtol,
+        min_cosine=min_cosine,
+        min_agreement=min_agreement,
+    )
 
 
 def run_verify(
@@ -39,8 +94,20 @@ def run_verify(
     min_cosine: float | None = None,
     min_agreement: float | None = None,
 ) -> None:
-    if not Path(model).exists():
-        raise SRGError(f"model {model} does not exist")
+    from srg_deploy.inputs import BoxesFile
+    from srg_deploy.runtime.golden import load_golden, save_golden
+    from srg_deploy.runtime.judge import Gates
+    from srg_deploy.runtime.loader import existing_model, open_backend
+    from srg_deploy.runtime.verify import (
+        cases_from_frames,
+        judge_runs,
+        read_frames,
+        same_model_config,
+        timed_runs,
+        verify,
+    )
+
+    existing_model(model)
     golden_reference = Path(reference).suffix == ".npz"
     if golden_reference:
         if source or boxes:
@@ -50,7 +117,7 @@ def run_verify(
                 "--save-reference records an eager checkpoint's outputs; --reference is already a golden file"
             )
         golden = load_golden(reference)
-    elif not is_checkpoint(reference):
+    elif not is_checkpoint(reference := resolve_checkpoint(reference)):
         raise SRGError(
             f"--reference {reference} is neither a checkpoint folder (config.json + model.safetensors) nor a golden"
             " .npz file"
@@ -93,6 +160,8 @@ def run_verify(
 
 
 def print_report(verdict: Verdict) -> None:
+    from srg_deploy.commands.report import print_checklist
+
     console.print(f"deployed:  {verdict.deployed}\nreference: {verdict.reference}", markup=False)
     print_checklist(verdict, f"{verdict.deployed} vs {verdict.reference}")
     latency = verdict.latency

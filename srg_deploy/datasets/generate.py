@@ -25,6 +25,11 @@ PredCls ranks every ordered pair with its most probable predicate, so R@50 count
 pairs get the right one. An untrained head picks about one in six; even the worst case, one predicate for
 everything, recalls exactly 1/6 of each image's triplets; a trained head can reach 1.0.
 
+Dense images (`boxes_per_image=(lo, hi)`, as Visual Genome's 8-14 boxes): every image with shapes draws, after
+the three anchored shapes, extra shapes of random kind, place and size until it has a box count drawn from lo..hi;
+each extra shape gets one relation, to or from a random other box of the image, by the same rule read from the two
+boxes' centres. Extra shapes may overlap and hide each other: a crowded image, as real ones are.
+
 For tests: `empty_images` draw no shape (no boxes, -1 ranges in the h5), `no_relation_images` draw one shape (a
 box, no relation), `duplicate_relations` gives each image with relations a second predicate for its first pair (as
 Visual Genome annotates some pairs twice), and the last `test_fraction` of the images are split 2 (test).
@@ -44,7 +49,7 @@ import numpy as np
 from srg_deploy.atomic import atomic_path, write_bytes, write_text
 from srg_deploy.datasets.vg_sgg import BOX_SCALE, CORRUPTED, IMAGE_DIR
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.synthetic import SHAPES, SyntheticScene
+from srg_deploy.synthetic import SHAPES, SyntheticScene
 
 OBJECTS = SHAPES
 PREDICATES = ("left of", "right of", "above left of", "above right of", "below left of", "below right of")
@@ -94,6 +99,7 @@ def write_dataset(
     empty_images: int = 0,
     no_relation_images: int = 0,
     duplicate_relations: bool = False,
+    boxes_per_image: tuple[int, int] | None = None,
 ) -> GeneratedInfo:
     """Write `images` images (of which `empty_images` without shapes and `no_relation_images` with one shape) of
     `size` (W, H) under `root` in the VG-SGG layout; every file is written atomically. Same arguments, same bytes."""
@@ -105,6 +111,8 @@ def write_dataset(
             f"empty_images ({empty_images}) and no_relation_images ({no_relation_images}) must be >= 0 and together "
             f"at most images ({images})"
         )
+    if boxes_per_image is not None and not len(SHAPES) <= boxes_per_image[0] <= boxes_per_image[1]:
+        raise SRGError(f"boxes_per_image must be (lo, hi) with {len(SHAPES)} <= lo <= hi; got {boxes_per_image}")
     if not 0.0 <= test_fraction < 1.0:
         raise SRGError(f"test_fraction must be in [0, 1); got {test_fraction}")
     rng = np.random.default_rng(seed)
@@ -118,11 +126,14 @@ def write_dataset(
         index = int(rng.integers(0, 1000))
         shapes = {"empty": [], "one": [n % len(SHAPES)], "full": list(range(len(SHAPES)))}[kind]
         path = root / IMAGE_DIR / f"{image_id}.jpg"
-        ok, jpeg = cv2.imencode(".jpg", scene.render(index, shapes), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        placements = scene.placements(index, shapes)
+        relations = layout_relations(scene, shapes)
+        if boxes_per_image and kind == "full":
+            placements, relations = _crowd(scene, placements, relations, rng, boxes_per_image)
+        ok, jpeg = cv2.imencode(".jpg", scene.draw(placements), [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
             raise SRGError(f"cannot encode {path} as JPEG")
         write_bytes(path, jpeg.tobytes())
-        relations = layout_relations(scene, shapes)
         if duplicate_relations and len(relations):
             s, o, p = relations[0]
             relations = np.vstack([relations, [s, o, p % len(PREDICATES) + 1]])
@@ -131,8 +142,8 @@ def write_dataset(
                 image_id=image_id,
                 split=0 if n < first_test else 2,
                 path=path,
-                boxes=np.array(scene.boxes(index, shapes), np.float64).reshape(-1, 4),
-                labels=np.array(shapes, np.int64) + 1,
+                boxes=np.array(scene.placement_boxes(placements), np.float64).reshape(-1, 4),
+                labels=np.array([k for k, *_ in placements], np.int64) + 1,
                 relations=relations,
             )
         )
@@ -146,16 +157,43 @@ def layout_relations(scene: SyntheticScene, shapes: list[int]) -> np.ndarray:
     """[R,3] (subject box, object box, predicate 1-based) for every ordered pair of the drawn `shapes` (box k is
     shapes[k]), by the module's rule on the shapes' anchors."""
     anchors = [(scene.anchors[k][0] * scene.width, scene.anchors[k][1] * scene.height) for k in shapes]
-    rows = []
-    for i, (xi, yi) in enumerate(anchors):
-        for j, (xj, yj) in enumerate(anchors):
-            if i == j:
-                continue
-            side = "left of" if xi < xj else "right of"
-            if math.degrees(math.atan2(abs(yi - yj), abs(xi - xj))) >= LEVEL_DEGREES:
-                side = ("above " if yi < yj else "below ") + side
-            rows.append((i, j, PREDICATES.index(side) + 1))
+    rows = [
+        (i, j, centre_predicate(anchors[i], anchors[j]))
+        for i in range(len(anchors))
+        for j in range(len(anchors))
+        if i != j
+    ]
     return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def centre_predicate(subject: tuple[float, float], obj: tuple[float, float]) -> int:
+    """The module's rule (1-based predicate) for a subject and an object at these points."""
+    (xi, yi), (xj, yj) = subject, obj
+    side = "left of" if xi < xj else "right of"
+    if math.degrees(math.atan2(abs(yi - yj), abs(xi - xj))) >= LEVEL_DEGREES:
+        side = ("above " if yi < yj else "below ") + side
+    return PREDICATES.index(side) + 1
+
+
+def _crowd(
+    scene: SyntheticScene,
+    placements: list[tuple[int, float, float, float]],
+    relations: np.ndarray,
+    rng: np.random.Generator,
+    boxes_per_image: tuple[int, int],
+) -> tuple[list[tuple[int, float, float, float]], np.ndarray]:
+    """The anchored shapes plus extra ones up to a box count drawn from `boxes_per_image`, each extra with one
+    relation to or from a random earlier box (see the module's docstring)."""
+    scale = min(scene.width, scene.height)
+    placements, rows = list(placements), [tuple(r) for r in relations]
+    for n in range(len(placements), int(rng.integers(boxes_per_image[0], boxes_per_image[1] + 1))):
+        size = scale * rng.uniform(0.05, 0.12)
+        x, y = rng.uniform(size, scene.width - size), rng.uniform(size, scene.height - size)
+        placements.append((int(rng.integers(0, len(SHAPES))), x, y, size))
+        other = int(rng.integers(0, n))
+        s, o = (n, other) if rng.random() < 0.5 else (other, n)
+        rows.append((s, o, centre_predicate(placements[s][1:3], placements[o][1:3])))
+    return placements, np.array(rows, np.int64).reshape(-1, 3)
 
 
 def encode_boxes(boxes: np.ndarray, size: tuple[int, int], long_side: int) -> np.ndarray:

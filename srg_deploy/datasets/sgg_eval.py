@@ -24,6 +24,16 @@ Not matched: SGB breaks exact score ties by torch.sort / numpy quicksort order o
 ordered pairs), which is unspecified; here ties keep `score_triplets`' stable order (the given pairs i -> j, then
 j -> i) and, without the graph constraint, that pair order then predicate index. SGB computes IoU in float32 (BoxList);
 here float64. SGB's ngR keeps the top 100 candidates whatever K; here the top max(ks), the same for the default ks.
+Two differences found by running SGB's own code against this module (DESIGN.md §8), kept on purpose:
+- One-box images. SGB scores its [0, 0] placeholder pair, so a ground-truth self-relation (subject = object) on an
+  image with one box can be recalled there (always in ngR@K when its predicate ranks within K); here no pair exists
+  and that image recalls 0. Effect: R@K / ngR@K lower here by (such images recalled by SGB) / (images with
+  relations); images with two or more boxes score no self-pair in either, so their self-relations count 0 in both.
+  The deployed graph never scores a box with itself, and the evaluator measures the deployed graph.
+- float32 vs float64. SGB's predicate softmax is float32: candidates below ~1e-38 underflow to exactly 0 and tie,
+  and SGB keeps them in whatever order its sort leaves. Here (float64) they stay ranked by probability. Effect: only
+  when K reaches past every candidate above float32's range (ngR@K on images with few pairs and a very confident
+  model); SGB's recall there depends on that arbitrary order, ours does not.
 """
 
 from __future__ import annotations
@@ -56,6 +66,17 @@ def object_scores(object_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs = softmax(np.asarray(object_logits, np.float64).reshape(len(object_logits), -1), axis=1)[:, 1:]
     best = probs.argmax(axis=1)
     return best.astype(np.int64) + 1, probs[np.arange(len(probs)), best]
+
+
+def boxes_prediction(
+    gt: SGGImage, task: str, pairs: np.ndarray, object_logits: np.ndarray, relation_logits: np.ndarray
+) -> Prediction:
+    """PredCls / SGCls: a boxes-mode model's outputs on the ground-truth boxes -> the evaluator's Prediction."""
+    if task == "predcls":
+        labels, scores = gt.labels, np.ones(len(gt.labels))
+    else:
+        labels, scores = object_scores(object_logits)
+    return Prediction(gt.boxes, labels, scores, np.asarray(pairs, np.int64).reshape(-1, 2), relation_logits)
 
 
 class SGGEvaluator:

@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import read_image
 from srg_deploy.scene_graph import box_iou
@@ -40,7 +41,9 @@ class SGGImage:
     path: Path  # VG_100K/{image_id}.jpg
     width: int  # from image_data.json
     height: int
-    boxes: np.ndarray  # [B,4] float64 x1, y1, x2, y2, decoded and clipped as get_groundtruth(evaluation=True) does
+    # [B,4] float64 x1, y1, x2, y2, decoded and clipped as get_groundtruth does; on the train split (SGB's training
+    # targets, evaluation=False) boxes left empty by clipping are dropped with their relations
+    boxes: np.ndarray
     labels: np.ndarray  # [B] int64, 1-based (0 = background)
     relations: np.ndarray  # [R,3] int64 (subject box, object box, predicate 1-based)
 
@@ -76,7 +79,7 @@ class VGSGGDataset:
         self,
         root: Path,
         split: str = "train",
-        val_images: int = 5000,
+        val_images: int = VAL_IMAGES,
         *,
         max_images: int | None = None,
         filter_empty_rels: bool = True,
@@ -134,6 +137,9 @@ class VGSGGDataset:
         relations = np.column_stack([g.pairs[rows] - first, g.predicates[rows]]).astype(np.int64).reshape(-1, 3)
         if self.filter_duplicate_rels:
             relations = _one_predicate_per_pair(relations, (self.seed, i))
+        labels = g.labels[first : last + 1].copy()
+        if self.split == "train":
+            boxes, labels, relations = _drop_empty_boxes(boxes, labels, relations)
         return SGGImage(
             index=k,
             image_id=image_id,
@@ -141,7 +147,7 @@ class VGSGGDataset:
             width=width,
             height=height,
             boxes=boxes,
-            labels=g.labels[first : last + 1].copy(),
+            labels=labels,
             relations=relations,
         )
 
@@ -292,6 +298,20 @@ def _check_values(path: Path, values: np.ndarray, low: int, high: int, key: str,
         raise SRGError(
             f"{path}: {key}[{bad[0]}] is {values[bad[0]]}, outside {low}..{high}, the {what}s of the dicts file"
         )
+
+
+def _drop_empty_boxes(
+    boxes: np.ndarray, labels: np.ndarray, relations: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SGB's training targets (get_groundtruth, evaluation=False: clip_to_image(remove_empty=True)): boxes with no
+    area left after clipping (x2 <= x1 or y2 <= y1) go, with every relation that names them; the rest renumbered."""
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if keep.all():
+        return boxes, labels, relations
+    renumber = np.cumsum(keep) - 1
+    kept = keep[relations[:, 0]] & keep[relations[:, 1]]
+    relations = np.column_stack([renumber[relations[kept, :2]], relations[kept, 2]]).astype(np.int64).reshape(-1, 3)
+    return boxes[keep], labels[keep], relations
 
 
 def _corners(boxes: np.ndarray) -> np.ndarray:

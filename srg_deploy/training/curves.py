@@ -1,5 +1,6 @@
 """The training run as a picture: loss per epoch and, when there is a validation split, PredCls R@K per epoch with
-the epoch whose model was kept.
+the epoch whose model was kept. The loss panel also shows the training-split loss measured after each epoch (epoch 0:
+the untrained model), the loss that picks the kept epoch when there is no val split.
 
 matplotlib draws on an Agg canvas of its own (no pyplot, no display, no global backend switch).
 """
@@ -26,6 +27,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     epochs = [r["epoch"] for r in trained]
     for key, label in (("loss", "total"), ("relation_loss", "relation"), ("object_loss", "object")):
         axes[0].plot(epochs, [r[key] for r in trained], marker="o", label=label)
+    fitted = [r for r in history if "fit_loss" in r]
+    axes[0].plot(
+        [r["epoch"] for r in fitted], [r["fit_loss"] for r in fitted], marker="s", linestyle="--", label="after epoch"
+    )
     axes[0].set(xlabel="epoch", ylabel="cross-entropy (mean per pair / per box)", title="training loss")
     axes[0].legend()
     axes[0].grid(alpha=0.3)
@@ -36,7 +41,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
         axes[1].plot(
             epochs, [100 * r["val"]["mean_recall"]["50"] for r in validated], marker="s", linestyle="--", label="mR@50"
         )
-        best = [r["epoch"] for r in trained if r.get("best")]
+        best = [r["epoch"] for r in history if r.get("best")]
         if best:
             axes[1].axvline(best[-1], color="grey", linestyle=":", label=f"kept: epoch {best[-1]}")
         axes[1].set(xlabel="epoch (0 = before training)", ylabel="%", title="PredCls on val", ylim=(0, 100))

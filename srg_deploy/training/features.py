@@ -8,6 +8,10 @@ model (`Predictor.prepare`: the checkpoint's resize and normalisation, all i < j
 - on disk with `--feature-cache DIR` (float16, half the bytes; reused by later runs and by `--resume`): one
   append-only file of rows, an index of where each image's rows are, and the fingerprint of what made them.
 Full Visual Genome (~57,000 train images, ~12 boxes and ~66 unions on average) needs tens of GB: disk.
+
+The heads train on these vectors centred and divided by one number (`measure_normalisation`: the split's mean pool5
+vector and the RMS of what is left): the caches keep pool5 as the model computes it, `SplitFeatures.items` hands it
+out normalised.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +34,13 @@ from srg_deploy.contract import FEATURE_DIM
 from srg_deploy.datasets import SGGImage, VGSGGDataset
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
-from srg_deploy.runtime.predictor import Predictor
-from srg_deploy.runtime.torch_backend import TorchBackend
+from srg_deploy.preprocess import prepare
 
 MEMORY_LIMIT_BYTES = 8 * 2**30
 CACHE_FORMAT = "srg-deploy-features/1"
 INDEX_FLUSH_EVERY = 256  # images appended between index writes: an interrupted run loses at most these
+SCALE_IMAGES = 256  # the first images of a split that its feature scale is measured on
+FEATURE_RMS = 0.5  # of the centred features the heads train on (see measure_normalisation)
 
 
 def loader_threads(cores: int | None = None) -> int:
@@ -66,11 +72,10 @@ class FeatureExtractor:
     the next images while the model runs."""
 
     def __init__(self, model: SRGNet, device: str) -> None:
-        self.model, self.device = model, device
-        self.predictor = Predictor(TorchBackend(model, mode="boxes", device=device), max_pairs=None)
+        self.model, self.device = model.eval().to(device), device
 
     def prepare(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> dict[str, np.ndarray]:
-        return self.predictor.prepare(frame_bgr, boxes).inputs
+        return prepare(self.model.config, "boxes", frame_bgr, boxes).inputs
 
     @torch.no_grad()
     def run(self, inputs: dict[str, np.ndarray]) -> tuple[Tensor, Tensor]:
@@ -182,11 +187,12 @@ class DiskCache:
 
 class SplitFeatures:
     """A split's images with their frozen features: computed on first use (images decoded and preprocessed ahead
-    on `loader_threads`), then served from the cache."""
+    on `loader_threads`), then served from the cache, divided by `scale`."""
 
     def __init__(self, dataset: VGSGGDataset, extractor: FeatureExtractor, cache: MemoryCache | DiskCache) -> None:
         self.dataset, self.extractor, self.cache = dataset, extractor, cache
         self.computed = 0  # features computed by this process
+        self.normalisation = Normalisation(torch.zeros(FEATURE_DIM), 1.0)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -212,12 +218,45 @@ class SplitFeatures:
                     else:
                         features, unions = self.cache.put(k, *self.extractor.run(inputs.result()))
                         self.computed += 1
-                    yield self.dataset[k], features, unions
+                    yield self.dataset[k], self.normalisation(features), self.normalisation(unions)
         finally:
             self.cache.flush()
 
     def _prepare(self, k: int) -> dict[str, np.ndarray]:
         return self.extractor.prepare(self.dataset.read_image(k), self.dataset[k].boxes)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """pool5 -> (pool5 - mean) / scale: what the heads train on."""
+
+    mean: Tensor  # [2048]
+    scale: float
+
+    def __call__(self, rows: Tensor) -> Tensor:
+        return (rows - self.mean) / self.scale
+
+
+def measure_normalisation(features: SplitFeatures, images: int = SCALE_IMAGES) -> Normalisation:
+    """The mean pool5 vector of the split's first `images` images (boxes and unions), and the RMS of their centred
+    elements over FEATURE_RMS. pool5 vectors come out of a ReLU and a mean: every element positive, with a common
+    direction as large as the rest together; centred and scaled, what the heads see is the same whatever the trunk."""
+    total, squares, count = torch.zeros(FEATURE_DIM, dtype=torch.float64), 0.0, 0
+    for _, boxes, unions in features.items(range(min(images, len(features)))):
+        for rows in (boxes, unions):
+            raw = rows.double() * features.normalisation.scale + features.normalisation.mean.double()
+            total += raw.sum(dim=0)
+            squares += float(raw.pow(2).sum())
+            count += len(raw)
+    mean = total / max(count, 1)
+    variance = squares / max(count, 1) / FEATURE_DIM - float(mean.pow(2).mean())
+    scale = max(variance, 0.0) ** 0.5 / FEATURE_RMS
+    if not np.isfinite(scale) or scale == 0.0:
+        raise SRGError(
+            f"the pool5 features of the {features.dataset.split} split do not vary (or are not finite): the "
+            "checkpoint's trunk gives nothing to train on"
+        )
+    return Normalisation(mean.float(), scale)
 
 
 def open_cache(folder: Path | None, fingerprint: str, dataset: VGSGGDataset, what: str) -> MemoryCache | DiskCache:

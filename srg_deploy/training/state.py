@@ -24,23 +24,27 @@ from safetensors.torch import load_file, save_file
 from srg_deploy.errors import SRGError
 
 STATE_DIR = "state"
-STATE_FORMAT = "srg-deploy-train/1"
+STATE_FORMAT = "srg-deploy-train/2"
 
 
 @dataclass
 class TrainState:
     """Everything a resumed run continues from. `history` holds one record per completed epoch (epoch 0: the
-    validation score before training), as the JSONL log shows them."""
+    untrained model), as the JSONL log shows them. The saved heads are those the run trains: on pool5 minus
+    `feature_mean`, over `feature_scale` (the checkpoint folder gets them with that folded back in)."""
 
     epoch: int  # epochs completed
     epochs: int  # epochs asked for
-    best_recall: float | None
+    best_recall: float | None  # best val R@50 (runs with a val split)
+    best_loss: float | None  # lowest training-split loss (runs without)
     best_epoch: int | None
     history: list[dict[str, Any]]
     rng: dict[str, Any]  # numpy bit generator state
     recipe: dict[str, Any]
     train_images: str  # hash of the split's image ids
     fingerprint: str  # of the frozen trunk and res5
+    feature_mean: list[float]  # mean pool5 vector of the training split (features.measure_normalisation)
+    feature_scale: float  # RMS of its centred elements over features.FEATURE_RMS
 
 
 def save_state(

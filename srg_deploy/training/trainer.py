@@ -5,23 +5,38 @@ solver of `e2e_relation_X_101_32_8_FPN_1x.yaml`): per image the sampled ordered 
 over predicates + 1 (class 0 = no relation) averaged over every sampled pair of the batch, plus cross-entropy on the
 ground-truth boxes' labels averaged over every box (the object head serves SGCls); SGD with momentum 0.9, lr 0.01,
 weight decay 1e-4 on weights and none on biases (SGB's WEIGHT_DECAY_BIAS = 0), gradients clipped to norm 5, 12 images
-per step. The learning rate stays constant: SGB lowers it on a validation plateau, we keep the best epoch by
-validation R@50 instead, which needs no extra state to resume.
+per step, constant lr. docs/training.md says why and how it differs from SGB.
+
+Feature normalisation. The heads train on pool5 vectors centred on the training split's mean vector and divided by
+one scale (`features.measure_normalisation`: centred elements of RMS 0.5), so they see the same spread whatever the
+trunk: a seeded random trunk (norms in the thousands), a pretrained ResNet-101 (tens) or a detector's. Plain SGD on
+a linear head is stable only for steps below ~2/λmax, with λmax growing as |f|² (DESIGN.md §8), and pool5's common
+direction (every element is positive) alone carries most of |f|²: unnormalised, one recipe cannot fit every trunk.
+The normalisation is folded into every layer that reads pool5 when the checkpoint is written (W (x - m) / s + b =
+(W / s) x + (b - W m / s)), so the deployed graph, its exports and every backend are unchanged; a checkpoint's own
+heads enter training unfolded the other way (the same outputs). SGB's warm-up (factor 0.1 over 500 iterations) and its lr drop on a plateau are not used:
+the normalised step does not need the first, and keeping the best epoch replaces the second without state to resume.
+
+Which epoch is kept. Epoch 0 is the untrained model: its loss on the training split (fixed sampling), and its val
+R@K when the split has one. The checkpoint is the best epoch by val R@50, or without a val split by that same
+training-split loss re-measured after each epoch; the untrained model competes, so the kept one is never worse.
+Divergence: an epoch whose loss is not finite, or over DIVERGENCE_FACTOR times the untrained loss, stops the run
+with one line (epoch, loss, what to try); the kept checkpoint and the resumable state stay those of earlier epochs.
 
 Relation logits come from `SRGNet.heads` on unordered pairs, both directions, exactly as the deployed graph computes
 them; each sampled ordered pair picks its direction. The frozen pool5 vectors come from `features.py`, computed once
-per image. After each epoch: PredCls R@K on `val` (when the split has one) through `runtime/evaluate.py`'s
-`boxes_prediction` and `SGGEvaluator`, the same computation as `srg-deploy eval`; the best epoch's model is written
-as a normal checkpoint folder; then the resumable state, the JSONL log and the curves.
+per image. Val R@K is PredCls through the datasets' `boxes_prediction` and `SGGEvaluator`, the same computation as
+`srg-deploy eval`.
 
-    OUT/checkpoint/      the trained model (best val R@50, or the last epoch without val): config.json + weights
-    OUT/train_log.jsonl  one record per epoch (epoch 0: val before training)
+    OUT/checkpoint/      the kept model: config.json + weights (normalisation folded in)
+    OUT/train_log.jsonl  one record per epoch (epoch 0: the untrained model)
     OUT/curves.png       loss and val R@K per epoch
     OUT/state/           what --resume continues from (state.py)
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -36,20 +51,31 @@ import torch.nn.functional as F
 
 from srg_deploy.atomic import write_text
 from srg_deploy.checkpoint import load_model, save_checkpoint
-from srg_deploy.datasets import SGGEvaluator, VGSGGDataset
-from srg_deploy.datasets.vocabulary import vocabulary_difference
+from srg_deploy.config import RUN_CHECKPOINT_DIR
+from srg_deploy.datasets import SGGEvaluator, VGSGGDataset, boxes_prediction
+from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
-from srg_deploy.runtime.evaluate import boxes_prediction
 from srg_deploy.scene_graph import all_pairs
 from srg_deploy.training.curves import plot_curves
-from srg_deploy.training.features import FeatureExtractor, SplitFeatures, frozen_fingerprint, open_cache
+from srg_deploy.training.features import (
+    FEATURE_RMS,
+    FeatureExtractor,
+    Normalisation,
+    SplitFeatures,
+    frozen_fingerprint,
+    measure_normalisation,
+    open_cache,
+)
 from srg_deploy.training.sampling import PAIRS_PER_IMAGE, POSITIVE_FRACTION, sample_pairs, unordered_index
 from srg_deploy.training.state import TrainState, has_state, load_state, save_state
+from srg_deploy.vocab import vocabulary_difference
 
-TRAINED = ("object_head", "subject_embed", "object_embed", "union_embed", "relation_head")
+READS_POOL5 = ("object_head", "subject_embed", "object_embed", "union_embed")  # where the normalisation folds in
+TRAINED = (*READS_POOL5, "relation_head")
 REINITIALISED = (*TRAINED, "detector.box_deltas")  # every tensor whose shape follows the vocabulary
-CHECKPOINT_DIR, LOG_FILE, CURVES_FILE = "checkpoint", "train_log.jsonl", "curves.png"
+CHECKPOINT_DIR, LOG_FILE, CURVES_FILE = RUN_CHECKPOINT_DIR, "train_log.jsonl", "curves.png"
+DIVERGENCE_FACTOR = 1.5  # an epoch loss over this many times the untrained model's stops the run
 VAL_KEYS = ("images", "recall", "no_graph_constraint_recall", "mean_recall")
 DEFAULT_EPOCHS = 10
 
@@ -59,7 +85,7 @@ class Recipe:
     """What a run is: resuming it with other values would be another run."""
 
     split: str = "train"
-    val_images: int = 5000
+    val_images: int = VAL_IMAGES
     lr: float = 0.01
     batch_size: int = 12
     seed: int = 0
@@ -116,6 +142,11 @@ def train(
     optimizer = head_optimizer(model, recipe)
     rng = np.random.default_rng(recipe.seed)
     images = _image_key(train_set)
+    extractor = FeatureExtractor(model, device)
+    train_features = SplitFeatures(train_set, extractor, open_cache(feature_cache, fingerprint, train_set, "train"))
+    val_features = (
+        SplitFeatures(val_set, extractor, open_cache(feature_cache, fingerprint, val_set, "val")) if val_set else None
+    )
     if saved:
         state, heads, optimizer_state = saved
         if state.fingerprint != fingerprint:
@@ -129,17 +160,28 @@ def train(
         monitor.note(f"resuming {output} after epoch {state.epoch} of {epochs}")
     else:
         output.mkdir(parents=True, exist_ok=True)
-        state = TrainState(0, epochs, None, None, [], {}, dataclasses.asdict(recipe), images, fingerprint)
-    extractor = FeatureExtractor(model, device)
-    train_features = SplitFeatures(train_set, extractor, open_cache(feature_cache, fingerprint, train_set, "train"))
-    val_features = (
-        SplitFeatures(val_set, extractor, open_cache(feature_cache, fingerprint, val_set, "val")) if val_set else None
-    )
-    if val_features and not state.history:
-        state.history.append(
-            {"epoch": 0, "val": validate(model, val_features, torch_device, monitor, "val, untrained")}
+        norm = measure_normalisation(train_features)
+        if not recipe.reinit_heads:
+            unfold_normalisation(model, norm)  # the checkpoint's heads on normalised features: the same outputs
+        monitor.note(
+            f"feature normalisation: pool5 minus the {recipe.split} split's mean (norm {float(norm.mean.norm()):.4g}), "
+            f"over {norm.scale:.4g} (centred RMS / {FEATURE_RMS:g}); folded into the saved weights"
         )
-        monitor.note(f"epoch 0 (before training): {_describe_val(state.history[0]['val'])}")
+        recipe_dict = dataclasses.asdict(recipe)
+        mean = norm.mean.tolist()
+        state = TrainState(0, epochs, None, None, None, [], {}, recipe_dict, images, fingerprint, mean, norm.scale)
+    norm = Normalisation(torch.tensor(state.feature_mean, dtype=torch.float32), state.feature_scale)
+    train_features.normalisation = norm
+    if val_features:
+        val_features.normalisation = norm
+    context = _Context(output, base, train_set, recipe, torch_device, norm)
+    if not state.history:
+        record = {"epoch": 0, "fit_loss": fit_loss(model, train_features, recipe, torch_device, monitor, "untrained")}
+        if val_features:
+            record["val"] = validate(model, val_features, torch_device, monitor, "val, untrained")
+        _keep_if_best(record, model, state, context)
+        state.history.append(record)
+        monitor.note(_describe_epoch(record, epochs, output))
     while state.epoch < epochs:
         state.epoch += 1
         name = f"epoch {state.epoch}/{epochs}"
@@ -147,22 +189,67 @@ def train(
             "epoch": state.epoch,
             **_train_epoch(model, optimizer, train_features, rng, recipe, torch_device, monitor, name),
         }
+        untrained = state.history[0]["fit_loss"]
+        if not np.isfinite(record["loss"]) or record["loss"] > DIVERGENCE_FACTOR * untrained:
+            state.history.append({**record, "diverged": True})
+            _write_log(state, output, checkpoint, data, len(train_set), recipe)
+            raise SRGError(_diverged(record, untrained, state, recipe, output))
         if val_features:
             record["val"] = validate(model, val_features, torch_device, monitor, f"val {state.epoch}/{epochs}")
-        recall = record["val"]["recall"]["50"] if val_features else None
-        # Ties go to the later epoch: the same validation score after more training.
-        record["best"] = not val_features or state.best_recall is None or recall >= state.best_recall
-        if record["best"]:
-            state.best_recall, state.best_epoch = recall, state.epoch
-            _save_model(model, output, base, train_set, recipe, state, torch_device)
+        else:
+            record["fit_loss"] = fit_loss(model, train_features, recipe, torch_device, monitor, f"fit {state.epoch}")
+        _keep_if_best(record, model, state, context)
         state.history.append(record)
         state.rng = rng.bit_generator.state
         save_state(output, state, _heads(model), optimizer)
-        write_text(output / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state.history))
-        title = f"{Path(checkpoint).name} on {data}: {len(train_set)} {recipe.split} images"
-        plot_curves(state.history, output / CURVES_FILE, title)
+        _write_log(state, output, checkpoint, data, len(train_set), recipe)
         monitor.note(_describe_epoch(record, epochs, output))
     return _summary(output, state)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What writing the kept checkpoint needs besides the model and the state."""
+
+    output: Path
+    base: dict
+    dataset: VGSGGDataset
+    recipe: Recipe
+    device: torch.device
+    normalisation: Normalisation
+
+
+def _keep_if_best(record: dict, model: SRGNet, state: TrainState, context: _Context) -> None:
+    """Mark `record` best and write the checkpoint when it beats the kept epoch: higher val R@50 or, without a val
+    split, a lower training-split loss; ties go to the later epoch (as good, after more training)."""
+    if "val" in record:
+        recall = record["val"]["recall"]["50"]
+        record["best"] = state.best_recall is None or recall >= state.best_recall
+        if record["best"]:
+            state.best_recall = recall
+    else:
+        record["best"] = state.best_loss is None or record["fit_loss"] <= state.best_loss
+        if record["best"]:
+            state.best_loss = record["fit_loss"]
+    if record["best"]:
+        state.best_epoch = record["epoch"]
+        _save_model(model, state, context)
+
+
+def _write_log(state: TrainState, output: Path, checkpoint: Path, data: Path, images: int, recipe: Recipe) -> None:
+    write_text(output / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state.history))
+    title = f"{Path(checkpoint).name} on {data}: {images} {recipe.split} images"
+    plot_curves(state.history, output / CURVES_FILE, title)
+
+
+def _diverged(record: dict, untrained: float, state: TrainState, recipe: Recipe, output: Path) -> str:
+    loss = record["loss"]
+    how = "not finite" if not np.isfinite(loss) else f"{loss / untrained:.1f}x the untrained model's {untrained:.4g}"
+    return (
+        f"training diverged in epoch {record['epoch']}: loss {loss:.4g} ({how}); stopped, keeping epoch "
+        f"{state.best_epoch} in {output / CHECKPOINT_DIR}; try a lower --lr than {recipe.lr:g} (e.g. "
+        f"{recipe.lr / 10:g}) in a new --output"
+    )
 
 
 def check_device(device: str) -> torch.device:
@@ -206,7 +293,8 @@ def _train_epoch(
     monitor: Monitor,
     name: str,
 ) -> dict[str, Any]:
-    """One pass over the split in a random order, `batch_size` images per SGD step."""
+    """One pass over the split in a random order, `batch_size` images per SGD step (cut short by a loss that is
+    not finite)."""
     started, computed = time.perf_counter(), features.computed
     order = rng.permutation(len(features))
     totals, steps, batch = np.zeros(3), 0, []
@@ -218,6 +306,8 @@ def _train_epoch(
         losses = train_step(model, optimizer, batch, rng, recipe, device)
         totals, steps, batch = totals + losses, steps + 1, []
         monitor.advance(n, totals[0] / steps)
+        if not np.isfinite(losses[0]):
+            break  # diverged: the caller stops the run
     seconds = time.perf_counter() - started
     return {
         "loss": totals[0] / steps,
@@ -231,6 +321,24 @@ def _train_epoch(
     }
 
 
+@torch.no_grad()
+def fit_loss(
+    model: SRGNet, features: SplitFeatures, recipe: Recipe, device: torch.device, monitor: Monitor, name: str
+) -> float:
+    """The model's loss on the whole split as an epoch sees it (`batch_size` images per batch, the recipe's
+    sampling), in image order with a sampling RNG seeded afresh: every epoch is measured on the same pairs, and the
+    run's own RNG is untouched (a resumed run stays exact)."""
+    rng = np.random.default_rng(recipe.seed)
+    total, batches, batch = 0.0, 0, []
+    monitor.stage(f"loss, {name}", len(features))
+    for n, item in enumerate(features.items(range(len(features))), 1):
+        batch.append(item)
+        if len(batch) == recipe.batch_size or n == len(features):
+            total, batches, batch = total + batch_loss(model, batch, rng, recipe, device)[0].item(), batches + 1, []
+            monitor.advance(n, total / batches)
+    return total / batches
+
+
 def train_step(
     model: SRGNet,
     optimizer: torch.optim.Optimizer,
@@ -240,6 +348,21 @@ def train_step(
     device: torch.device,
 ) -> np.ndarray:
     """One SGD step on a batch of (ground truth, box features, union features); returns (loss, relation, object).
+    A loss that is not finite is returned without a step: the weights stay those before it."""
+    loss, relation_loss, object_loss = batch_loss(model, batch, rng, recipe, device)
+    optimizer.zero_grad(set_to_none=True)
+    if torch.isfinite(loss):
+        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+        optimizer.step()
+    return np.array([loss.item(), relation_loss.item(), object_loss.item()])
+
+
+def batch_loss(
+    model: SRGNet, batch: list, rng: np.random.Generator, recipe: Recipe, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, relation loss, object loss) of a batch of (ground truth, box features, union features).
 
     The batch's images go through `heads` as one block-diagonal graph: their regions stacked, each image's pairs
     offset to its own regions, so a step is a few large matrix products instead of a few per image."""
@@ -267,12 +390,7 @@ def train_step(
     target = torch.from_numpy(np.concatenate(labels)).to(device)
     relation_loss = F.cross_entropy(chosen, target) if len(target) else torch.zeros((), device=device)
     object_loss = F.cross_entropy(object_logits, torch.from_numpy(np.concatenate(object_labels)).to(device))
-    loss = relation_loss + object_loss
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], recipe.grad_clip)
-    optimizer.step()
-    return np.array([loss.item(), relation_loss.item(), object_loss.item()])
+    return relation_loss + object_loss, relation_loss, object_loss
 
 
 def _saved_state(output: Path, resume: bool) -> tuple[TrainState, dict, dict] | None:
@@ -358,34 +476,44 @@ def _image_key(dataset: VGSGGDataset) -> str:
     return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
 
-def _save_model(
-    model: SRGNet,
-    output: Path,
-    base: dict,
-    dataset: VGSGGDataset,
-    recipe: Recipe,
-    state: TrainState,
-    device: torch.device,
-) -> None:
-    """The model as it is now, as a checkpoint folder anyone can load (`trained: true`, provenance says how)."""
+@torch.no_grad()
+def unfold_normalisation(model: SRGNet, norm: Normalisation) -> None:
+    """Heads that read pool5 -> the same heads on normalised features: b + W m, then W s."""
+    for name in READS_POOL5:
+        layer = getattr(model, name)
+        layer.bias.add_(layer.weight @ norm.mean.to(layer.weight))
+        layer.weight.mul_(norm.scale)
+
+
+@torch.no_grad()
+def fold_normalisation(model: SRGNet, norm: Normalisation) -> None:
+    """Heads on normalised features -> the same heads on pool5: W / s, then b - (W / s) m."""
+    for name in READS_POOL5:
+        layer = getattr(model, name)
+        layer.weight.div_(norm.scale)
+        layer.bias.sub_(layer.weight @ norm.mean.to(layer.weight))
+
+
+def _save_model(model: SRGNet, state: TrainState, context: _Context) -> None:
+    """The model as it is now, normalisation folded in, as a checkpoint folder anyone can load (`trained: true`, provenance
+    says how)."""
     provenance = {
-        "trained_from": base["checkpoint"],
-        "base_provenance": base["provenance"],
-        "dataset": str(dataset.root),
-        "split": dataset.split,
-        "train_images": len(dataset),
+        "trained_from": context.base["checkpoint"],
+        "base_provenance": context.base["provenance"],
+        "dataset": str(context.dataset.root),
+        "split": context.dataset.split,
+        "train_images": len(context.dataset),
         "epoch": state.epoch,
         "epochs_planned": state.epochs,
         "best_val_recall@50": state.best_recall,
-        "recipe": dataclasses.asdict(recipe),
+        "best_fit_loss": state.best_loss,
+        "feature_scale": context.normalisation.scale,
+        "recipe": dataclasses.asdict(context.recipe),
     }
-    config = model.config
-    model.config = dataclasses.replace(config, trained=True, provenance=provenance)
-    try:
-        save_checkpoint(model.cpu(), output / CHECKPOINT_DIR)
-    finally:
-        model.config = config
-        model.to(device)
+    folded = copy.deepcopy(model).cpu()
+    fold_normalisation(folded, context.normalisation)
+    folded.config = dataclasses.replace(model.config, trained=True, provenance=provenance)
+    save_checkpoint(folded, context.output / CHECKPOINT_DIR)
 
 
 def _describe_val(val: dict) -> str:
@@ -394,14 +522,19 @@ def _describe_val(val: dict) -> str:
 
 
 def _describe_epoch(record: dict, epochs: int, output: Path) -> str:
-    line = (
-        f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f} (relation {record['relation_loss']:.4f}, "
-        f"object {record['object_loss']:.4f}), {record['images_per_s']:.1f} images/s"
-    )
+    if record["epoch"] == 0:
+        line = f"epoch 0 (untrained): loss on the training split {record['fit_loss']:.4f}"
+    else:
+        line = (
+            f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f} (relation {record['relation_loss']:.4f}, "
+            f"object {record['object_loss']:.4f}), {record['images_per_s']:.1f} images/s"
+        )
+        if "fit_loss" in record:
+            line += f"; after it {record['fit_loss']:.4f}"
     if "val" in record:
         line += f"; {_describe_val(record['val'])}"
     if record["best"]:
-        line += f"; saved {output / CHECKPOINT_DIR}" + (" (best so far)" if "val" in record else "")
+        line += f"; saved {output / CHECKPOINT_DIR} (best so far)"
     return line
 
 
@@ -411,6 +544,7 @@ def _summary(output: Path, state: TrainState) -> dict[str, Any]:
         "epochs": state.epoch,
         "best_epoch": state.best_epoch,
         "best_val_recall@50": state.best_recall,
+        "best_fit_loss": state.best_loss,
         "checkpoint": str(output / CHECKPOINT_DIR),
         "log": str(output / LOG_FILE),
         "curves": str(output / CURVES_FILE),

@@ -50,8 +50,17 @@ class SyntheticScene:
     def render(self, index: int, shapes: Sequence[int] | None = None) -> np.ndarray:
         """BGR uint8 [H, W, 3]. `shapes` draws only those shapes (indices into `SHAPES`, drawn in index order); the
         generated dataset uses it for frames with one shape or none."""
+        return self.draw(self.placements(index, shapes))
+
+    def boxes(self, index: int, shapes: Sequence[int] | None = None) -> list[list[float]]:
+        """Each drawn shape's tight box [x1, y1, x2, y2] in frame `index`, in inclusive pixel coordinates (the
+        first and last pixel column and row the shape covers before anti-aliasing), clipped to the frame."""
+        return self.placement_boxes(self.placements(index, shapes))
+
+    def draw(self, placements: Sequence[tuple[int, float, float, float]]) -> np.ndarray:
+        """The background with each (shape, centre x, centre y, half-extent) drawn on it, in that order."""
         frame = self.background.copy()
-        for k, x, y, size in self._placements(index, shapes):
+        for k, x, y, size in placements:
             colour = self.colours[k]
             if k == 0:
                 cv2.rectangle(frame, _pt(x - size, y - size), _pt(x + size, y + size), colour, -1)
@@ -61,11 +70,10 @@ class SyntheticScene:
                 cv2.fillConvexPoly(frame, self._triangle(x, y, size), colour, cv2.LINE_AA)
         return frame
 
-    def boxes(self, index: int, shapes: Sequence[int] | None = None) -> list[list[float]]:
-        """Each drawn shape's tight box [x1, y1, x2, y2] in frame `index`, in inclusive pixel coordinates (the
-        first and last pixel column and row the shape covers before anti-aliasing), clipped to the frame."""
+    def placement_boxes(self, placements: Sequence[tuple[int, float, float, float]]) -> list[list[float]]:
+        """The tight box of each placement as `draw` draws it (see `boxes`)."""
         boxes = []
-        for k, x, y, size in self._placements(index, shapes):
+        for k, x, y, size in placements:
             if k == 0:
                 (x1, y1), (x2, y2) = _pt(x - size, y - size), _pt(x + size, y + size)
             elif k == 1:
@@ -78,8 +86,8 @@ class SyntheticScene:
             boxes.append([float(min(max(x1, 0), w)), float(min(max(y1, 0), h)), float(min(x2, w)), float(min(y2, h))])
         return boxes
 
-    def _placements(self, index: int, shapes: Sequence[int] | None) -> list[tuple[int, float, float, float]]:
-        """(shape, centre x, centre y, half-extent) of each drawn shape in frame `index`: one source of truth for
+    def placements(self, index: int, shapes: Sequence[int] | None = None) -> list[tuple[int, float, float, float]]:
+        """(shape, centre x, centre y, half-extent) of each anchored shape in frame `index`: one source of truth for
         `render` and `boxes`."""
         scale = min(self.width, self.height)
         placed = []
