@@ -7,15 +7,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from srg_deploy.config import SRGConfig
-from srg_deploy.datasets import VGSGGDataset
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile
 from srg_deploy.runtime.predictor import prepare
 from srg_deploy.runtime.sources import open_source
+
+if TYPE_CHECKING:
+    from srg_deploy.datasets import VGSGGDataset
 
 
 @dataclass
