@@ -214,6 +214,6 @@ def run_quantize(
 
 
 def _vocabulary_difference(config, dataset) -> str | None:
-    from srg_deploy.datasets.vocabulary import vocabulary_difference
+    from srg_deploy.vocab import vocabulary_difference
 
     return vocabulary_difference(config.objects, config.predicates, dataset.objects, dataset.predicates)
