@@ -1,7 +1,9 @@
 """ONNX -> TensorRT engine (10.9+ and 11.x), strongly typed, with the srg::roi_pool plugin, plus its JSON sidecar.
 
 Precision comes from the ONNX itself (TensorRT 11 has no FP16 builder flag; strongly typed on 10.x too): an fp32
-ONNX builds an fp32 engine (TF32 off: fp32 means fp32), an fp16 ONNX from `fp16.fp16_from_onnx` an fp16 engine.
+ONNX builds an fp32 engine (TF32 off: fp32 means fp32), an fp16 ONNX from `fp16.fp16_from_onnx` an fp16 engine, an
+INT8 QDQ ONNX from `quantize.int8_from_onnx` an explicitly quantized one (NVIDIA: explicit quantization goes with
+strong typing and no precision flags; the Q/DQ pairs say where int8 runs, the plugin reads float tensors).
 TensorRT is imported only inside these functions, so everything else works where it is missing. What the runtime
 shares with the builder (TensorRT and CUDA imports, GPU identity, the sidecar format) lives in
 `srg_deploy.runtime.tensorrt_env`, so the runtime never imports this package.

@@ -14,6 +14,11 @@ Gates by precision (`GATES`):
   noise frames); |scale error| <= 0.006 per output (the systematic part of the difference, <got,ref>/<ref,ref> - 1:
   fp16 rounding stays below 0.003 on ordinary and noise frames, a conv layer scaled by 1.05 moves it by 0.011 or
   more while its cosine stays above 0.9998); agreement >= 95%; sgdet detections matched by label and IoU >= 0.5.
+- int8 (`srg-deploy quantize`): cosine >= 0.95 per output, >= 0.9 per region; agreement >= 70%; no scale gate;
+  sgdet detections matched. Set from what a faithful INT8 model measures against eager: a model trained on a
+  generated dataset (random ResNet trunk, whose heavy-tailed activations are int8's hardest case), calibrated on 6
+  of its images, measured cosine 0.977 (features) to 0.998 (object logits), worst region 0.96, top-1 and triplet
+  agreement 0.79-0.81, and a systematic scale of +5% to +11% (rounding of heavy tails, hence no scale gate).
 """
 
 from __future__ import annotations
@@ -120,6 +125,15 @@ GATES = {
         min_region_cosine=0.99,
         max_scale_error=0.006,
         min_agreement=0.95,
+        match_detections=True,
+    ),
+    "int8": Gates(
+        precision="int8",
+        rtol=None,
+        min_cosine=0.95,
+        min_region_cosine=0.9,
+        max_scale_error=None,
+        min_agreement=0.7,
         match_detections=True,
     ),
 }

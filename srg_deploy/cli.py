@@ -23,6 +23,7 @@ from srg_deploy.commands import (
     export_triton,
     infer,
     init,
+    quantize,
     train,
     verify,
 )
@@ -100,6 +101,7 @@ app.command(epilog=init.EPILOG)(init.init)
 app.command(epilog=infer.EPILOG)(infer.infer)
 app.command(epilog=export.EPILOG)(export.export)
 app.command("build-engine", epilog=build_engine.EPILOG)(build_engine.build_engine)
+app.command(epilog=quantize.EPILOG)(quantize.quantize)
 app.command(epilog=verify.EPILOG)(verify.verify)
 app.command(epilog=bench.EPILOG)(bench.bench)
 app.command(epilog=train.EPILOG)(train.train)

@@ -203,8 +203,11 @@ def test_gates_by_precision_and_overrides():
     assert fp16.min_agreement == 0.95 and fp16.match_detections
     relaxed = Gates.for_precision("fp16", atol=0.01, min_agreement=0.9, min_cosine=None)
     assert (relaxed.atol, relaxed.min_agreement, relaxed.min_cosine) == (0.01, 0.9, 0.999)  # None keeps the default
-    with pytest.raises(SRGError, match="unknown precision 'int8'"):
-        Gates.for_precision("int8")
+    int8 = Gates.for_precision("int8")
+    assert (int8.rtol, int8.min_cosine, int8.min_region_cosine, int8.max_scale_error) == (None, 0.95, 0.9, None)
+    assert int8.min_agreement == 0.7 and int8.match_detections
+    with pytest.raises(SRGError, match="unknown precision 'int4'"):
+        Gates.for_precision("int4")
 
 
 def test_atol_plus_rtol_tolerance():

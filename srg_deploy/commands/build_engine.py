@@ -120,8 +120,8 @@ def run_build_engine(
         )
     mode, precision = meta["mode"], meta.get("precision", "fp32")
     if fp16:
-        if precision == "fp16":
-            raise SRGError(f"{onnx_path} is already fp16; pass the fp32 export with --fp16, or drop --fp16")
+        if precision != "fp32":
+            raise SRGError(f"{onnx_path} is already {precision}; pass the fp32 export with --fp16, or drop --fp16")
         keep = keep_for_overflow(proto) if keep_fp32_overflow else set()
         with console.status("converting to mixed precision (fp16 compute, fp32 coordinates)"):
             converted = fp16_from_onnx(proto, keep)
