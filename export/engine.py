@@ -6,7 +6,7 @@ INT8 QDQ ONNX from `quantize.int8_from_onnx` an explicitly quantized one (NVIDIA
 strong typing and no precision flags; the Q/DQ pairs say where int8 runs, the plugin reads float tensors).
 TensorRT is imported only inside these functions, so everything else works where it is missing. What the runtime
 shares with the builder (TensorRT and CUDA imports, GPU identity, the sidecar format) lives in
-`srg_deploy.runtime.tensorrt_env`, so the runtime never imports this package.
+`srg_deploy.tensorrt_env` (core), so the runtime never imports this package and this package needs no runtime.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import onnx
 
+from srg_deploy.contract import onnx_metadata
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_ID, PLUGIN_VERSION
-from srg_deploy.runtime.tensorrt_env import (
+from srg_deploy.tensorrt_env import (
     SIDECAR_FORMAT,
     check_plugin_api,
     driver_cuda_version,
@@ -143,12 +144,10 @@ def sidecar(
     build_flags: dict,
 ) -> dict[str, object]:
     """What `model.engine.json` records: enough to refuse a mismatched runtime and to rebuild the engine.
-    `runtime.tensorrt_env.read_sidecar` reads it back."""
-    from srg_deploy.export.onnx_export import metadata
-
+    `srg_deploy.tensorrt_env.read_sidecar` reads it back."""
     cudart = import_cudart()
     cuda = driver_cuda_version(cudart)
-    meta = metadata(proto)
+    meta = onnx_metadata(proto)
     return {
         "format": SIDECAR_FORMAT,
         "mode": mode,

@@ -16,12 +16,13 @@ from onnx import TensorProto
 from srg_deploy.checkpoint import random_model
 from srg_deploy.contract import DISCRETE_OUTPUTS
 from srg_deploy.export.fp16 import coordinate_nodes, fp16_from_onnx
-from srg_deploy.export.onnx_export import metadata, onnx_from_model
+from srg_deploy.contract import onnx_metadata
+from srg_deploy.export.onnx_export import onnx_from_model
 from srg_deploy.plugins.spec import PLUGIN_NAME
 from srg_deploy.runtime.compare import compare_outputs, top1_agreement
 from srg_deploy.runtime.judge import Gates
 from srg_deploy.runtime.ort_backend import OrtBackend
-from srg_deploy.runtime.tensorrt_env import SIDECAR_FORMAT, sidecar_path
+from srg_deploy.tensorrt_env import SIDECAR_FORMAT, sidecar_path
 from srg_deploy.runtime.torch_backend import TorchBackend
 from srg_deploy.runtime.verify import sample_cases, verify
 
@@ -50,7 +51,7 @@ def test_fp16_keeps_coordinates_and_outputs_fp32(small_onnx, fp16_proto):
     assert [types[o.name] for o in fp16_proto.graph.output] == [TensorProto.FLOAT] * 3
     convs = [n for n in fp16_proto.graph.node if n.op_type == "Conv"]
     assert convs and all(types[c.output[0]] == TensorProto.FLOAT16 for c in convs)
-    assert metadata(fp16_proto)["precision"] == "fp16"
+    assert onnx_metadata(fp16_proto)["precision"] == "fp16"
 
 
 def test_fp16_parity_in_onnxruntime(small_onnx, fp16_proto, tmp_path):
@@ -70,7 +71,7 @@ def test_build_engine_fp16_without_tensorrt(small_onnx, tmp_path):
     result = run_cli("build-engine", small_onnx, "--output", engine, "--fp16", "--onnx-out", fp16)
     assert_clean_error(result, "TensorRT is required", 'pip install "srg-deploy[trt]"')
     assert "[✓] fp16 vs fp32" in result.stdout
-    assert fp16.is_file() and metadata(onnx.load(str(fp16)))["precision"] == "fp16"
+    assert fp16.is_file() and onnx_metadata(onnx.load(str(fp16)))["precision"] == "fp16"
     assert not engine.exists() and not list(tmp_path.glob("*.engine*"))
     reference, deployed = OrtBackend(small_onnx), OrtBackend(fp16)
     assert verify(deployed, reference, Gates.for_precision("fp16"), sample_cases(reference))

@@ -19,7 +19,8 @@ from onnx import helper
 
 from srg_deploy.checkpoint import random_model
 from srg_deploy.export.checks import check_onnx, op_coverage
-from srg_deploy.export.onnx_export import metadata, onnx_from_model, replace_max_roi_pool
+from srg_deploy.contract import onnx_metadata
+from srg_deploy.export.onnx_export import onnx_from_model, replace_max_roi_pool
 from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_DOMAIN, PLUGIN_NAME, Float32Array, Int32Array
 from srg_deploy.runtime.compare import compare_outputs, top1_agreement
 from srg_deploy.runtime.ort_backend import OrtBackend
@@ -69,7 +70,7 @@ def test_graph_io_plugin_nodes_and_metadata(onnx_boxes, model):
     assert not {"MaxRoiPool", "Unique", "Loop"} & {n.op_type for n in proto.graph.node}
     assert [f.name for f in proto.functions] == [PLUGIN_NAME] and proto.functions[0].domain == PLUGIN_DOMAIN
     assert min(o.version for o in proto.opset_import if o.domain == "") >= 17
-    meta = metadata(proto)
+    meta = onnx_metadata(proto)
     assert meta["mode"] == "boxes" and json.loads(meta["config"])["objects"] == list(model.config.objects)
 
 

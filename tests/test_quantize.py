@@ -210,7 +210,7 @@ def test_empty_calibration_set(small_onnx, frames, tmp_path, write_json):
 @needs_tensorrt
 def test_build_engine_accepts_int8(int8_small, small_model, tmp_path):
     """TensorRT builds the QDQ model strongly typed (explicit quantization), the plugin between float tensors."""
-    from srg_deploy.runtime.tensorrt_env import sidecar_path
+    from srg_deploy.tensorrt_env import sidecar_path
     from srg_deploy.runtime.torch_backend import TorchBackend
     from srg_deploy.runtime.trt_backend import TrtBackend
 

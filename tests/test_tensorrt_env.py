@@ -14,7 +14,7 @@ import torch
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.tensorrt_env import (
+from srg_deploy.tensorrt_env import (
     SIDECAR_FORMAT,
     check_cuda,
     check_plugin_api,
@@ -34,7 +34,7 @@ FORBIDDEN = ("torch", "torchvision", "triton", "onnx", "srg_deploy.export", "srg
 def test_tensorrt_runtime_imports_neither_torch_nor_the_export_package():
     """A fresh interpreter: the TensorRT backend loads no torch, Triton, onnx, export package or plugin module."""
     code = (
-        "import sys, json; import srg_deploy.runtime.trt_backend, srg_deploy.runtime.tensorrt_env;"
+        "import sys, json; import srg_deploy.runtime.trt_backend, srg_deploy.tensorrt_env;"
         "print(json.dumps(sorted(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -99,7 +99,7 @@ def run_quantize(
     from srg_deploy.export import accuracy
     from srg_deploy.export import calibration as calib
     from srg_deploy.export.checks import read_onnx
-    from srg_deploy.export.onnx_export import metadata
+    from srg_deploy.contract import onnx_metadata as metadata
     from srg_deploy.export.quantize import (
         METHODS,
         QUANTIZED_OPS,
