@@ -120,9 +120,7 @@ def parity_with_eager(model: SRGNet, proto: onnx.ModelProto, mode: str, max_pair
 # --- ONNX -> fp16 ONNX -----------------------------------------------------------------------------------------------
 
 
-def fp16_onnx_from_onnx(
-    proto: onnx.ModelProto, keep_fp32: Collection[str] = (), gates: Gates | None = None
-) -> Step:
+def fp16_onnx_from_onnx(proto: onnx.ModelProto, keep_fp32: Collection[str] = (), gates: Gates | None = None) -> Step:
     """The mixed-precision model (nodes in `keep_fp32` stay fp32), checked by the ONNX checker and judged against
     the fp32 model in ONNX Runtime on the sample and the noise frame by `gates` (default: the fp16 gates)."""
     precision = onnx_metadata(proto).get("precision", "fp32")

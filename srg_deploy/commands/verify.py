@@ -95,9 +95,6 @@ def run_verify(
     min_agreement: float | None = None,
 ) -> None:
     from srg_deploy.inputs import BoxesFile
-    from srg_deploy.validate.gates import Gates
-    from srg_deploy.validate.golden import load_golden, save_golden
-    from srg_deploy.validate.render import first_failure
     from srg_deploy.runtime.loader import existing_model, open_backend
     from srg_deploy.runtime.verify import (
         cases_from_frames,
@@ -107,6 +104,9 @@ def run_verify(
         timed_runs,
         verify,
     )
+    from srg_deploy.validate.gates import Gates
+    from srg_deploy.validate.golden import load_golden, save_golden
+    from srg_deploy.validate.render import first_failure
 
     existing_model(model)
     golden_reference = Path(reference).suffix == ".npz"

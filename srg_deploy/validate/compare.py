@@ -206,7 +206,9 @@ def triplet_agreement(
         floor = min((ref_log_score(t) for t in intruders), default=float("inf"))
         margins = [ref_log_score(t) - floor for t in missed]
         near = [m for m in margins if m <= band]
-        out[f"triplets@{k}"] = Agreement(len(ref_set) - len(missed), len(ref_set), len(near), max(near, default=0.0), band)
+        out[f"triplets@{k}"] = Agreement(
+            len(ref_set) - len(missed), len(ref_set), len(near), max(near, default=0.0), band
+        )
     return out
 
 
