@@ -19,6 +19,7 @@ from pathlib import Path
 
 import onnx
 
+from srg_deploy import defaults
 from srg_deploy.contract import onnx_metadata
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_ID, PLUGIN_VERSION
@@ -33,17 +34,22 @@ from srg_deploy.tensorrt_env import (
 )
 
 
+def _hw(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.split("x"))
+    return height, width
+
+
 @dataclass(frozen=True)
 class Profile:
     """One optimization profile: image height/width bounds and the box/pair counts (min is always 0)."""
 
-    min_hw: tuple[int, int] = (64, 64)
-    opt_hw: tuple[int, int] = (600, 800)
-    max_hw: tuple[int, int] = (1000, 1000)
-    opt_boxes: int = 36
-    max_boxes: int = 64
-    opt_pairs: int = 630
-    max_pairs: int = 2016
+    min_hw: tuple[int, int] = _hw(defaults.ENGINE_MIN_SIZE)
+    opt_hw: tuple[int, int] = _hw(defaults.ENGINE_OPT_SIZE)
+    max_hw: tuple[int, int] = _hw(defaults.ENGINE_MAX_SIZE)
+    opt_boxes: int = defaults.ENGINE_OPT_BOXES
+    max_boxes: int = defaults.ENGINE_MAX_BOXES
+    opt_pairs: int = defaults.ENGINE_OPT_PAIRS
+    max_pairs: int = defaults.ENGINE_MAX_PAIRS
 
     def shapes(self, mode: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """Input name -> (min, opt, max) shapes."""

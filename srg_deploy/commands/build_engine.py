@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from srg_deploy import defaults
 from srg_deploy.atomic import atomic_path, write_text
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
@@ -35,11 +36,15 @@ def build_engine(
         bool, typer.Option("--fp16", help="Convert to mixed precision, check it, build strongly typed.")
     ] = False,
     onnx_out: Annotated[Optional[Path], typer.Option(help="Keep the fp16 ONNX here (with --fp16).")] = None,
-    max_boxes: Annotated[int, typer.Option(min=1, help="Most boxes per frame (boxes mode profile).")] = 64,
-    max_pairs: Annotated[int, typer.Option(min=1, help="Most pairs per frame (boxes mode profile).")] = 2016,
-    min_size: Annotated[str, typer.Option(help="Smallest image, HxW.")] = "64x64",
-    opt_size: Annotated[str, typer.Option(help="Image size to tune for, HxW.")] = "600x800",
-    max_size: Annotated[str, typer.Option(help="Largest image, HxW.")] = "1000x1000",
+    max_boxes: Annotated[
+        int, typer.Option(min=1, help="Most boxes per frame (boxes mode profile).")
+    ] = defaults.ENGINE_MAX_BOXES,
+    max_pairs: Annotated[
+        int, typer.Option(min=1, help="Most pairs per frame (boxes mode profile).")
+    ] = defaults.ENGINE_MAX_PAIRS,
+    min_size: Annotated[str, typer.Option(help="Smallest image, HxW.")] = defaults.ENGINE_MIN_SIZE,
+    opt_size: Annotated[str, typer.Option(help="Image size to tune for, HxW.")] = defaults.ENGINE_OPT_SIZE,
+    max_size: Annotated[str, typer.Option(help="Largest image, HxW.")] = defaults.ENGINE_MAX_SIZE,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache to load and update.")] = None,
     opt_level: Annotated[Optional[int], typer.Option(min=0, max=5, help="TensorRT builder optimization level.")] = None,
     min_cosine: Annotated[
@@ -64,9 +69,9 @@ def build_engine(
         min_hw=parse_size(min_size, "--min-size"),
         opt_hw=parse_size(opt_size, "--opt-size"),
         max_hw=parse_size(max_size, "--max-size"),
-        opt_boxes=min(36, max_boxes),
+        opt_boxes=min(defaults.ENGINE_OPT_BOXES, max_boxes),
         max_boxes=max_boxes,
-        opt_pairs=min(630, max_pairs),
+        opt_pairs=min(defaults.ENGINE_OPT_PAIRS, max_pairs),
         max_pairs=max_pairs,
     )
     run_build_engine(
