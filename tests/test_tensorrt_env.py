@@ -74,6 +74,9 @@ def test_sidecar_round_trip(engine):
     assert read_sidecar(engine)["plugin"]["ptx_isa"] == "8.7"
     write(engine, sidecar(plugin={"implementation": "jit", "ptx_isa": None}))
     assert read_sidecar(engine)["plugin"]["implementation"] == "jit"
+    for precision in ("fp32", "fp16", "int8"):  # int8: a `quantize` model built into an engine
+        write(engine, sidecar(precision=precision))
+        assert read_sidecar(engine)["precision"] == precision
 
 
 @pytest.mark.parametrize(
@@ -83,6 +86,7 @@ def test_sidecar_round_trip(engine):
         ("[1, 2]", "is not an srg-deploy engine sidecar"),
         (sidecar(format="srg-deploy-engine/1"), "is format srg-deploy-engine/1, this srg-deploy reads"),
         (sidecar(mode="detect", gpu={"name": "x"}), "missing or invalid mode, gpu;"),
+        (sidecar(precision="bf16"), "missing or invalid precision;"),
         (sidecar(plugin={"implementation": "aot"}), "missing or invalid plugin.ptx_isa;"),
         (sidecar(plugin={"implementation": "jit", "ptx_isa": "8.7"}), "missing or invalid plugin.ptx_isa;"),
         (sidecar(plugin={"implementation": "cubin", "ptx_isa": None}), "plugin.implementation, plugin.ptx_isa;"),
