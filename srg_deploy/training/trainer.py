@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from srg_deploy.atomic import write_text
 from srg_deploy.checkpoint import load_model, save_checkpoint
-from srg_deploy.config import RUN_CHECKPOINT_DIR
+from srg_deploy.config import RUN_CHECKPOINT_DIR, SRGConfig
 from srg_deploy.datasets import SGGEvaluator, VGSGGDataset, boxes_prediction
 from srg_deploy.defaults import VAL_IMAGES
 from srg_deploy.errors import SRGError
@@ -161,8 +161,9 @@ def train(
     else:
         output.mkdir(parents=True, exist_ok=True)
         norm = measure_normalisation(train_features)
-        if not recipe.reinit_heads:
-            unfold_normalisation(model, norm)  # the checkpoint's heads on normalised features: the same outputs
+        fresh = REINITIALISED if recipe.reinit_heads else _restart_random_heads(model, checkpoint, recipe, monitor)
+        # the checkpoint's own heads on normalised features: the same outputs
+        unfold_normalisation(model, norm, [m for m in READS_POOL5 if m not in fresh])
         monitor.note(
             f"feature normalisation: pool5 minus the {recipe.split} split's mean (norm {float(norm.mean.norm()):.4g}), "
             f"over {norm.scale:.4g} (centred RMS / {FEATURE_RMS:g}); folded into the saved weights"
@@ -181,6 +182,7 @@ def train(
             record["val"] = validate(model, val_features, torch_device, monitor, "val, untrained")
         _keep_if_best(record, model, state, context)
         state.history.append(record)
+        _save_progress(state, model, optimizer, rng, context, checkpoint, data)  # a run stopped in epoch 1 resumes
         monitor.note(_describe_epoch(record, epochs, output))
     while state.epoch < epochs:
         state.epoch += 1
@@ -200,9 +202,7 @@ def train(
             record["fit_loss"] = fit_loss(model, train_features, recipe, torch_device, monitor, f"fit {state.epoch}")
         _keep_if_best(record, model, state, context)
         state.history.append(record)
-        state.rng = rng.bit_generator.state
-        save_state(output, state, _heads(model), optimizer)
-        _write_log(state, output, checkpoint, data, len(train_set), recipe)
+        _save_progress(state, model, optimizer, rng, context, checkpoint, data)
         monitor.note(_describe_epoch(record, epochs, output))
     return _summary(output, state)
 
@@ -234,6 +234,21 @@ def _keep_if_best(record: dict, model: SRGNet, state: TrainState, context: _Cont
     if record["best"]:
         state.best_epoch = record["epoch"]
         _save_model(model, state, context)
+
+
+def _save_progress(
+    state: TrainState,
+    model: SRGNet,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    context: _Context,
+    checkpoint: Path,
+    data: Path,
+) -> None:
+    """What --resume continues from, and the log and curves so far."""
+    state.rng = rng.bit_generator.state
+    save_state(context.output, state, _heads(model), optimizer)
+    _write_log(state, context.output, checkpoint, data, len(context.dataset), context.recipe)
 
 
 def _write_log(state: TrainState, output: Path, checkpoint: Path, data: Path, images: int, recipe: Recipe) -> None:
@@ -449,6 +464,38 @@ def _fit_vocabulary(model: SRGNet, checkpoint: Path, dataset: VGSGGDataset, reci
     return fresh.eval()
 
 
+def random_heads(config: SRGConfig) -> tuple[str, ...]:
+    """The trained heads whose weights are seeded noise: every one for a model of `srg-deploy init` (trunk seeded or
+    from torchvision), the relation heads for a detectron2 import (its object head is the detector's), none for a
+    trained model."""
+    if config.trained:
+        return ()
+    if "detectron2" in config.provenance:
+        return tuple(m for m in TRAINED if m != "object_head")
+    return TRAINED
+
+
+def _restart_random_heads(model: SRGNet, checkpoint: Path, recipe: Recipe, monitor: Monitor) -> tuple[str, ...]:
+    """Seeded heads start anew at the scale of the normalised features. Their weights carry nothing, but were sized
+    for raw pool5: unfolded onto a trunk whose pool5 norms are in the thousands, they would start with logits in the
+    hundreds, which steps bounded by the gradient clip take far longer than a run to bring down."""
+    restart = random_heads(model.config)
+    if not restart:
+        return ()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        fresh = SRGNet(model.config)
+    prefixes = tuple(f"{m}." for m in restart)
+    model.load_state_dict(
+        {**model.state_dict(), **{k: v for k, v in fresh.state_dict().items() if k.startswith(prefixes)}}
+    )
+    monitor.note(
+        f"{checkpoint} is untrained: its {', '.join(restart)} are seeded noise and start anew (seed {recipe.seed}) "
+        "for the normalised features"
+    )
+    return restart
+
+
 def head_optimizer(model: SRGNet, recipe: Recipe) -> torch.optim.SGD:
     """Freeze everything but the trained heads; SGD over those, weight decay on weights only (SGB's
     WEIGHT_DECAY_BIAS = 0), parameters in a fixed order so that a saved optimiser state fits again."""
@@ -477,9 +524,11 @@ def _image_key(dataset: VGSGGDataset) -> str:
 
 
 @torch.no_grad()
-def unfold_normalisation(model: SRGNet, norm: Normalisation) -> None:
+def unfold_normalisation(
+    model: SRGNet, norm: Normalisation, modules: tuple[str, ...] | list[str] = READS_POOL5
+) -> None:
     """Heads that read pool5 -> the same heads on normalised features: b + W m, then W s."""
-    for name in READS_POOL5:
+    for name in modules:
         layer = getattr(model, name)
         layer.bias.add_(layer.weight @ norm.mean.to(layer.weight))
         layer.weight.mul_(norm.scale)
