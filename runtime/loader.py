@@ -1,4 +1,5 @@
-"""Model path -> backend: checkpoint folder -> eager torch, `.onnx` -> ONNX Runtime, `.engine` -> TensorRT."""
+"""Model path -> backend: checkpoint folder -> eager torch, `.onnx` -> ONNX Runtime (or OpenVINO when asked for),
+`.engine` -> TensorRT."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.backend import Backend
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def existing_model(path: Path) -> Path:
@@ -35,12 +36,35 @@ def open_backend(
     mode: str = "boxes",
     max_pairs: int | None = None,
     threads: int | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
 ) -> Backend:
     """Load `path` with `backend` (chosen from the path when None). `mode` and `max_pairs` matter only for an eager
     checkpoint, which can run either mode; exported files carry their mode. `threads` bounds ONNX Runtime's intra-op
-    threads (several workers on one machine each get their share; None: ONNX Runtime's default, every core)."""
+    threads (several workers on one machine each get their share; None: ONNX Runtime's default, every core).
+    `precision` (fp32, bf16, fp16), `device` (CPU, GPU, NPU, AUTO) and `cache_dir` are OpenVINO's; None: fp32 on
+    the CPU. Another backend runs the file's own precision, so asking it for one is refused rather than ignored."""
     path = existing_model(path)
     backend = backend or backend_for(path)
+    if backend not in BACKENDS:
+        raise SRGError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend != "openvino":
+        given = [f"--{n.replace('_', '-')} {v}" for n, v in (("precision", precision), ("device", device),
+                 ("cache_dir", cache_dir)) if v is not None]  # fmt: skip
+        if given:
+            raise SRGError(
+                f"{' '.join(given)} applies to --backend openvino; {backend} runs {path.name} at the precision it"
+                " was exported or built with"
+            )
+    if backend == "openvino":
+        if path.suffix != ".onnx":
+            raise SRGError(f"--backend openvino runs an exported .onnx file; got {path}")
+        from srg_deploy.runtime.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(
+            path, precision=precision or "fp32", device=device or "CPU", cache_dir=cache_dir, threads=threads
+        )
     if backend == "torch":
         from srg_deploy.checkpoint import load_model
         from srg_deploy.runtime.torch_backend import TorchBackend
