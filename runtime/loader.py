@@ -3,12 +3,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from srg_deploy.defaults import OPENVINO_DEVICE, OPENVINO_PRECISION
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.backend import Backend
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # what `--precision` and a model spec may ask OpenVINO for
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """`[BACKEND[:PRECISION]:]PATH` as `eval` takes it: `model.onnx`, `openvino:bf16:model.onnx`,
+    `onnxruntime:model-int8.onnx`, `openvino:model.onnx` (OpenVINO at its default precision)."""
+
+    text: str
+    path: Path
+    backend: str | None = None
+    precision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        """A path that exists as written is a path (even with a colon in its name); otherwise a leading backend
+        name, then a precision, are taken off."""
+        text = str(text)
+        if Path(text).exists():
+            return cls(text, Path(text))
+        backend, precision, rest = None, None, text
+        head, sep, tail = rest.partition(":")
+        if sep and head in BACKENDS:
+            backend, rest = head, tail
+            head, sep, tail = rest.partition(":")
+            if sep and head in PRECISIONS:
+                precision, rest = head, tail
+        elif sep and head in PRECISIONS:
+            raise SRGError(f"{text}: a precision needs its backend first, e.g. openvino:{head}:{tail}")
+        if not rest:
+            raise SRGError(f"{text}: no model path after the backend and precision")
+        return cls(text, Path(rest), backend, precision)
 
 
 def existing_model(path: Path) -> Path:
@@ -63,7 +99,11 @@ def open_backend(
         from srg_deploy.runtime.openvino_backend import OpenVinoBackend
 
         return OpenVinoBackend(
-            path, precision=precision or "fp32", device=device or "CPU", cache_dir=cache_dir, threads=threads
+            path,
+            precision=precision or OPENVINO_PRECISION,
+            device=device or OPENVINO_DEVICE,
+            cache_dir=cache_dir,
+            threads=threads,
         )
     if backend == "torch":
         from srg_deploy.checkpoint import load_model

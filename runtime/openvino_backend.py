@@ -25,6 +25,7 @@ import numpy as np
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.contract import TensorSpec, input_specs, onnx_metadata
+from srg_deploy.defaults import OPENVINO_DEVICE, OPENVINO_PRECISION
 from srg_deploy.errors import SRGError, first_line
 from srg_deploy.runtime.backend import Backend
 
@@ -78,7 +79,9 @@ def inlined_onnx(path: Path):
         import onnx
         import onnx.inliner
     except ImportError:
-        raise SRGError('the OpenVINO backend reads ONNX with the onnx package: pip install "srg-deploy[openvino]"')
+        raise SRGError(
+            'the OpenVINO backend reads ONNX with the onnx package: pip install "srg-deploy[openvino]"'
+        ) from None
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # DecodeError and friends from protobuf
@@ -144,8 +147,8 @@ class OpenVinoBackend(Backend):
     def __init__(
         self,
         path: Path,
-        precision: str = "fp32",
-        device: str = "CPU",
+        precision: str = OPENVINO_PRECISION,
+        device: str = OPENVINO_DEVICE,
         cache_dir: Path | None = None,
         threads: int | None = None,
     ) -> None:

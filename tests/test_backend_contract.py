@@ -1,5 +1,5 @@
 """The backend contract (runtime/backend.py), one parametrised test run against every backend: eager torch, ONNX
-Runtime and, where TensorRT and a GPU exist, TensorRT. A backend that drifts from the contract fails here."""
+Runtime, OpenVINO (fp32 and bf16 on the CPU) and, where TensorRT and a GPU exist, TensorRT. A backend that drifts from the contract fails here."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from srg_deploy.runtime.loader import open_backend
 BACKENDS = [
     "torch",
     "onnxruntime",
+    "openvino",
+    "openvino:bf16",
     pytest.param(
         "tensorrt",
         marks=[pytest.mark.trt, needs_tensorrt],
@@ -36,6 +38,13 @@ def backend(request, small_checkpoint, small_onnx):
     path = {"torch": small_checkpoint, "onnxruntime": small_onnx}.get(request.param)
     if request.param == "tensorrt":
         path = request.getfixturevalue("engine")
+    if request.param.startswith("openvino"):
+        path, precision = small_onnx, request.param.partition(":")[2] or "fp32"
+        opened = open_backend(path, "openvino", precision=precision)
+        assert opened.precision == precision
+        yield opened
+        opened.close()
+        return
     opened = open_backend(path, request.param, mode="boxes")
     yield opened
     opened.close()
