@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,40 @@ def roi_pool_precisions(compiled) -> list[str]:
         if "layerType" in info and str(info["layerType"].astype(str)) == ROI_OP and "runtimePrecision" in info:
             found.append(str(info["runtimePrecision"].astype(str)).lower())
     return found
+
+
+def matmul_peak_gflops(precision: str, size: int = 2048, repeats: int = 10) -> float:
+    """The machine's practical bf16 or int8 peak: the best of `repeats` size^3 matrix products by OpenVINO's CPU
+    plugin (bf16: an f32 MatMul compiled at INFERENCE_PRECISION_HINT bf16, AMX/AVX512-BF16; int8: activations and
+    weights through FakeQuantize, which the plugin runs as a u8 x i8 FullyConnected, AMX-INT8/VNNI). A matrix
+    product is what convolutions reduce to, so this is the floor a bf16 or int8 model's GFLOP/s is measured against."""
+    ov = import_openvino()
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(0)
+    a = ops.parameter([size, size], np.float32)
+    if precision == "int8":
+        low, high = ops.constant(np.float32(-4)), ops.constant(np.float32(4))
+        weights = ops.constant(rng.uniform(-4, 4, (size, size)).astype(np.float32))
+        product = ops.matmul(
+            ops.fake_quantize(a, low, high, low, high, 256),
+            ops.fake_quantize(weights, low, high, low, high, 255),
+            False,
+            True,
+        )
+        model, hint, inputs = ov.Model([product], [a]), "f32", [rng.standard_normal((size, size), np.float32)]
+    else:
+        b = ops.parameter([size, size], np.float32)
+        model, hint = ov.Model([ops.matmul(a, b, False, False)], [a, b]), {"bf16": "bf16", "fp16": "f16"}[precision]
+        inputs = [rng.standard_normal((size, size), np.float32) for _ in range(2)]
+    request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint}).create_infer_request()
+    request.infer(inputs)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        request.infer(inputs)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
 
 
 class OpenVinoBackend(Backend):

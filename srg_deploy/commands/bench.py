@@ -108,7 +108,7 @@ def print_report(report: BenchReport) -> None:
     console.print(table)
     m = report.machine
     console.print(
-        f"peak: {report.peak_gflops:.1f} GFLOP/s (fp32 2048^3 matrix product, numpy) on"
+        f"peak: {report.peak_gflops:.1f} GFLOP/s ({report.peak_method}) on"
         f" {m['cpu']}, {m['cores']} cores, load average {m['load_average'][0]}",
         highlight=False,
     )
