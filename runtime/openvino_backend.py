@@ -239,7 +239,8 @@ class OpenVinoBackend(Backend):
         contract = input_specs(meta["mode"])
         specs = {}
         for port in self.compiled.inputs:
-            name = port.get_any_name()
+            names = port.get_names()
+            name = next((n for n in names if n in contract), port.get_any_name())
             try:
                 dtype = np.dtype(port.get_element_type().to_dtype())
             except Exception:
@@ -254,7 +255,7 @@ class OpenVinoBackend(Backend):
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer(inputs)
-        by_name = {port.get_any_name(): value for port, value in results.items()}
+        by_name = {name: value for port, value in results.items() for name in port.get_names()}
         return {name: np.array(by_name[name], copy=True) for name in self.output_names if name in by_name}
 
     def _close(self) -> None:

@@ -250,3 +250,21 @@ def test_a_file_openvino_cannot_read_is_one_line(small_onnx, frame_and_boxes, tm
 def test_precision_without_openvino_is_refused(small_onnx, frame_and_boxes):
     result = run_cli("infer", small_onnx, "--precision", "bf16", *infer_args(*frame_and_boxes))
     assert_clean_error(result, "--precision bf16 applies to --backend openvino")
+
+
+def test_build_engines_fp16_onnx_runs_unchanged(small_onnx, small_checkpoint, frame_and_boxes, tmp_path):
+    """build-engine's fp16 ONNX (the same artifact TensorRT and ONNX Runtime run) opens in OpenVINO as it is; its
+    precision is the file's fp16, and verify judges it with the fp16 gates and passes."""
+    from srg_deploy.export.fp16 import fp16_from_onnx
+
+    path = tmp_path / "model-fp16.onnx"
+    onnx.save(fp16_from_onnx(onnx.load(str(small_onnx))), str(path))
+    image, boxes = frame_and_boxes
+    report = tmp_path / "report.json"
+    result = run_cli(
+        "verify", path, "--backend", "openvino", "--reference", small_checkpoint, "--source", image, "--boxes", boxes,
+        "--report", report,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = json.loads(report.read_text())
+    assert verdict["gates"]["precision"] == "fp16" and "openvino (CPU, fp16" in verdict["deployed"]
