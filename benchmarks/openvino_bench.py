@@ -39,6 +39,15 @@ def cli(*args: object) -> None:
         raise SystemExit(result.stdout + result.stderr)
 
 
+@torch.inference_mode()
+def eager_bf16(model, image: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor) -> np.ndarray:
+    """The peer of the bf16 gates: PyTorch's bf16 autocast on the trunk and the heads, RoI pooling on the fp32 cast
+    of the bf16 feature map (torchvision's roi_pool takes one dtype for features and boxes); returns `features`."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feature_map = model.trunk(image).float()
+        return model.relate(feature_map, boxes, pairs)[0].float().numpy()
+
+
 def speed(iters: int) -> str:
     rows = []
     with scratch() as tmp:
@@ -52,14 +61,16 @@ def speed(iters: int) -> str:
             inputs = inputs_for(backends["ONNX Runtime fp32"], workload)
             tensors = [torch.from_numpy(inputs[k]) for k in ("image", "boxes", "pairs")]
             calls = {"naive eager PyTorch fp32": lambda t=tensors: naive(model, *t)}
+            calls["eager PyTorch bf16 autocast"] = lambda t=tensors: eager_bf16(model, *t)
             calls |= {name: (lambda b=b, x=inputs: b.run(x)) for name, b in backends.items()}
             times = time_interleaved(calls, iters, 1)
             reference = backends["ONNX Runtime fp32"].run(inputs)
             base = median(times["ONNX Runtime fp32"])
             for name in calls:
                 cosine = "—"
-                if name in backends:
-                    cosine = f"{row_cosine_min(reference['features'], backends[name].run(inputs)['features']):.5f}"
+                if name in backends or name.startswith("eager"):
+                    got = backends[name].run(inputs)["features"] if name in backends else eager_bf16(model, *tensors)
+                    cosine = f"{row_cosine_min(reference['features'], got):.5f}"
                 rows.append([
                     f"{workload.height}x{workload.width}, {workload.boxes} boxes ({workload.num_pairs} pairs)", name,
                     f"{median(times[name]):.0f}", f"{base / median(times[name]):.2f}x", cosine,

@@ -268,3 +268,31 @@ def test_build_engines_fp16_onnx_runs_unchanged(small_onnx, small_checkpoint, fr
     assert result.returncode == 0, result.stdout + result.stderr
     verdict = json.loads(report.read_text())
     assert verdict["gates"]["precision"] == "fp16" and "openvino (CPU, fp16" in verdict["deployed"]
+
+
+def test_batch_runs_openvino_and_records_the_choice(small_onnx, tmp_path, write_image, write_json):
+    """`batch --backend openvino` on Ray: every worker opens OpenVINO; the records equal `infer --backend openvino`'s
+    and batch.json records the backend, so a later run with another backend is not mixed into the same folder."""
+    pytest.importorskip("ray", reason="ray (the [ray] extra) is not installed")
+    for k in range(3):
+        write_image(f"images/img_{k}.png", 56, 64, seed=k)
+    boxes = write_json("boxes.json", [[4, 4, 40, 30], [20, 10, 60, 50], [0, 0, 60, 50]])
+    out, infer_out = tmp_path / "out", tmp_path / "infer.jsonl"
+    args = ("--source", tmp_path / "images", "--boxes", boxes, "--backend", "openvino")
+    result = run_cli("batch", small_onnx, *args, "--output", out, "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "batch.json").read_text())["backend"] == "openvino"
+    made = run_cli("infer", small_onnx, *args, "--json", infer_out)
+    assert made.returncode == 0, made.stderr
+    batch_records = sorted(
+        (
+            json.loads(line)
+            for shard in sorted((out / "records").glob("part-*.jsonl"))
+            for line in shard.read_text().splitlines()
+        ),
+        key=lambda r: r["source"],
+    )
+    expected = sorted(records(infer_out), key=lambda r: r["source"])
+    assert [{k: v for k, v in r.items() if k != "latency_ms"} for r in batch_records] == expected
+    again = run_cli("batch", small_onnx, "--source", tmp_path / "images", "--boxes", boxes, "--output", out)
+    assert_clean_error(again, "backend")
