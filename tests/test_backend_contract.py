@@ -7,17 +7,27 @@ import json
 
 import numpy as np
 import pytest
-from conftest import needs_tensorrt, run_cli
+from conftest import installed, needs_tensorrt, run_cli
 
 from srg_deploy.contract import OUTPUTS, input_specs
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.loader import open_backend
 
+
+def cpu_has_bf16() -> bool:
+    if not installed("openvino"):
+        return False
+    import openvino
+
+    return "BF16" in [str(c) for c in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="needs OpenVINO and a CPU with bf16 (AVX512-BF16 or AMX)")
 BACKENDS = [
     "torch",
     "onnxruntime",
     "openvino",
-    "openvino:bf16",
+    pytest.param("openvino:bf16", marks=needs_bf16),
     pytest.param(
         "tensorrt",
         marks=[pytest.mark.trt, needs_tensorrt],
