@@ -220,14 +220,15 @@ class OpenVinoBackend(Backend):
     def _check_compiled(self, path: Path, device: str, precision: str) -> None:
         """What was compiled is what was asked for: the inference precision, on a device that can run it, with RoI
         pooling in f32."""
-        got = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        hint = got.get_type_name() if hasattr(got, "get_type_name") else str(got)
-        if device != "AUTO" and hint != PRECISIONS[precision][0]:
-            raise SRGError(f"OpenVINO compiled {path} at {hint} on {device}, not the {precision} asked for")
-        if device == "AUTO":
+        if device == "AUTO":  # AUTO reports neither the hint nor a runtime model: check the devices it chose
             core = import_openvino().Core()
             for chosen in self.compiled.get_property("EXECUTION_DEVICES"):
                 check_precision(core, str(chosen).split("(")[0].strip(), precision)
+            return
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        hint = got.get_type_name() if hasattr(got, "get_type_name") else str(got)
+        if hint != PRECISIONS[precision][0]:
+            raise SRGError(f"OpenVINO compiled {path} at {hint} on {device}, not the {precision} asked for")
         pools = roi_pool_precisions(self.compiled)
         if precision != "fp32" and any(p not in ("f32", "fp32") for p in pools):
             raise SRGError(
