@@ -16,6 +16,7 @@ and so is a compiled model whose inference precision is not the one asked for.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import tempfile
@@ -105,22 +106,75 @@ def read_model(core, path: Path):
             model = core.read_model(str(onnx_path))
         except Exception as e:
             raise SRGError(f"OpenVINO cannot read {path}: {first_line(e)}") from None
-        if any(op.get_type_name() == ROI_OP for op in model.get_ordered_ops()):
+        keep = coordinate_chain(model)
+        slices_to_gathers(model, keep)
+        if keep:
             # Python cannot create OpenVINO's typed precision attribute; its IR reader can: round-trip through IR
-            # with `precise` (fp16 compression disabled, i.e. keep the original f32) on each ROIPooling.
+            # with `precise` (fp16 compression disabled, i.e. keep the original f32) on each ROIPooling and on every
+            # op that computes its box coordinates.
             xml, weights = Path(tmp) / "model.xml", Path(tmp) / "model.bin"
             ov.save_model(model, str(xml), compress_to_fp16=False)
-            text, count = re.subn(
-                rf'(<layer [^>]*type="{ROI_OP}"[^>]*>)',
-                r'\1<rt_info><attribute name="precise" version="0" /></rt_info>',
-                xml.read_text(),
+            marked = 0
+
+            def mark(layer: re.Match) -> str:
+                nonlocal marked
+                if html.unescape(layer["name"]) not in keep:
+                    return layer[0]
+                marked += 1
+                return layer[0] + '<rt_info><attribute name="precise" version="0" /></rt_info>'
+
+            xml.write_text(
+                re.sub(r'<layer id="\d+" name="(?P<name>[^"]*)" type="\w+" version="\w+">', mark, xml.read_text())
             )
-            xml.write_text(text)
             model = core.read_model(str(xml), str(weights))
-            marked = [op for op in model.get_ordered_ops() if op.get_type_name() == ROI_OP]
-            if len(marked) != count or not all(op.get_rt_info() for op in marked):
+            kept = [op for op in model.get_ordered_ops() if op.get_friendly_name() in keep]
+            if marked != len(keep) or not all(op.get_rt_info() for op in kept):
                 raise SRGError(f"{path}: could not keep OpenVINO's RoI pooling in f32; not running it at low precision")
     return model, meta
+
+
+COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul")  # where coordinates come from features (RPN deltas)
+
+
+def coordinate_chain(model) -> set[str]:
+    """Friendly names of each ROIPooling and of every op that computes its `rois` (union boxes, the detector's box
+    decoding), walking upstream until a compute op, a parameter or a constant: what must run in f32."""
+    names: set[str] = set()
+    pools = [op for op in model.get_ordered_ops() if op.get_type_name() == ROI_OP]
+    names.update(op.get_friendly_name() for op in pools)
+    stack = [op.input_value(1).get_node() for op in pools]
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        if name in names or node.get_type_name() in (*COMPUTE_OPS, "Parameter", "Constant"):
+            continue
+        names.add(name)
+        stack.extend(node.input_value(k).get_node() for k in range(node.get_input_size()))
+    return names
+
+
+def slices_to_gathers(model, names: set[str]) -> None:
+    """Each constant Slice among `names` becomes the equivalent Gather (same name). The CPU plugin fuses Slices of one
+    tensor into a VariadicSplit, a new node without the `precise` attribute, which it then runs at the inference
+    precision: the box coordinates would be rounded to bf16 right at the `boxes` input. A Gather is not fused."""
+    from openvino import opset13 as ops
+
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Slice" or op.get_friendly_name() not in names or op.get_input_size() != 5:
+            continue
+        args = [op.input_value(k).get_node() for k in range(1, 5)]
+        dims = op.input_value(0).get_partial_shape()
+        if any(a.get_type_name() != "Constant" for a in args) or len(args[3].get_data()) != 1:
+            continue
+        start, stop, step, axis = (int(a.get_data().reshape(-1)[0]) for a in args)
+        axis = axis % dims.rank.get_length()
+        if not dims[axis].is_static or step < 1:
+            continue
+        indices = np.arange(*slice(start, stop, step).indices(dims[axis].get_length()), dtype=np.int64)
+        gather = ops.gather(op.input_value(0), ops.constant(indices), ops.constant(np.int64(axis)))
+        gather.set_friendly_name(op.get_friendly_name())
+        op.output(0).replace(gather.output(0))
+    model.validate_nodes_and_infer_types()
 
 
 def compile_config(precision: str, threads: int | None) -> dict[str, str]:
@@ -130,6 +184,36 @@ def compile_config(precision: str, threads: int | None) -> dict[str, str]:
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(threads)
     return config
+
+
+# Runtime layers that may run below f32 on the coordinate path: the compute ops coordinates come from, the reorders
+# that convert their output back, and shape-only ops.
+LOW_PRECISION_ALLOWED = ("Convolution", "FullyConnected", "MatMul", "Reorder", "ShapeOf", "Const", "Input")
+
+
+def coordinate_precisions(compiled) -> dict[str, str]:
+    """Layer type -> runtime precision of every compiled layer on the path that computes ROIPooling's `rois`
+    (where the plugin reports layer types), those allowed below f32 left out."""
+    found = {}
+    pools = [op for op in compiled.get_runtime_model().get_ordered_ops() if _info(op, "layerType") == ROI_OP]
+    stack, seen = [op.input_value(1).get_node() for op in pools], set()
+    while stack:
+        node = stack.pop()
+        if node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        kind = _info(node, "layerType")
+        if kind in (*COMPUTE_OPS, "FullyConnected"):
+            continue
+        if kind not in LOW_PRECISION_ALLOWED:
+            found[f"{kind} {node.get_friendly_name()}"] = (_info(node, "runtimePrecision") or "").lower()
+        stack.extend(node.input_value(k).get_node() for k in range(node.get_input_size()))
+    return found
+
+
+def _info(op, key: str) -> str | None:
+    info = op.get_rt_info()
+    return str(info[key].astype(str)) if key in info else None
 
 
 def roi_pool_precisions(compiled) -> list[str]:
@@ -230,9 +314,11 @@ class OpenVinoBackend(Backend):
         if hint != PRECISIONS[precision][0]:
             raise SRGError(f"OpenVINO compiled {path} at {hint} on {device}, not the {precision} asked for")
         pools = roi_pool_precisions(self.compiled)
-        if precision != "fp32" and any(p not in ("f32", "fp32") for p in pools):
+        coordinates = coordinate_precisions(self.compiled)
+        low = sorted({p for p in (*pools, *coordinates.values()) if p in ("bf16", "f16", "fp16")})
+        if precision != "fp32" and low:
             raise SRGError(
-                f"OpenVINO would run RoI pooling of {path} at {', '.join(sorted(set(pools)))} on {device}"
+                f"OpenVINO would compute box coordinates or RoI pooling of {path} at {', '.join(low)} on {device}"
                 " (box coordinates must stay fp32); use --precision fp32 on this device"
             )
 

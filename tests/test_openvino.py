@@ -19,6 +19,7 @@ from test_roi_pool_kernel import ADVERSARIAL
 
 from srg_deploy.checkpoint import load_model
 from srg_deploy.export.onnx_export import onnx_from_model, replace_max_roi_pool
+from srg_deploy.runtime.loader import open_backend
 
 ov = pytest.importorskip("openvino")
 CAPABILITIES = [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
@@ -296,3 +297,17 @@ def test_batch_runs_openvino_and_records_the_choice(small_onnx, tmp_path, write_
     assert [{k: v for k, v in r.items() if k != "latency_ms"} for r in batch_records] == expected
     again = run_cli("batch", small_onnx, "--source", tmp_path / "images", "--boxes", boxes, "--output", out)
     assert_clean_error(again, "backend")
+
+
+@needs_bf16
+def test_bf16_computes_every_box_coordinate_in_f32(small_onnx):
+    """Not only ROIPooling: the union boxes (Min/Max of the pair's boxes) and the slices of `boxes` they come from run
+    in f32 at bf16. Without the marking (and the Slice -> Gather rewrite: the CPU plugin fuses Slices into a
+    VariadicSplit that loses it) they ran in bf16, rounding coordinates before RoI pooling saw them."""
+    from srg_deploy.runtime.openvino_backend import coordinate_precisions
+
+    with open_backend(small_onnx, "openvino", precision="bf16") as backend:
+        found = coordinate_precisions(backend.compiled)
+    kinds = {name.split()[0] for name in found}
+    assert {"Eltwise", "Concatenation", "Gather"} <= kinds, found  # the union-box arithmetic is on the path
+    assert not {p for p in found.values() if p in ("bf16", "f16")}, found
