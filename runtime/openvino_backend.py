@@ -6,9 +6,11 @@ Two things stand between the exported file and OpenVINO, and this module does bo
   unconverted; the file is read with `onnx`, its local functions inlined (`onnx.inliner`), and OpenVINO maps the
   inlined `MaxRoiPool` to its ROIPooling op.
 - At bf16 or f16 the CPU plugin would run ROIPooling in that precision, box coordinates included (bf16 keeps 8 bits:
-  an edge at 700 px moves by up to 2 px). The ROIPooling nodes are marked `precise` (OpenVINO's "keep original
-  precision" runtime attribute, read from the IR's rt_info) so they run in f32 whatever the precision, and the
-  compiled model is checked: a ROIPooling that did not stay f32 is refused, not run.
+  an edge at 700 px moves by up to 2 px), and the ops that compute the coordinates (union boxes, the detector's box
+  decoding) too. ROIPooling and that whole coordinate path are marked `precise` (OpenVINO's "keep original
+  precision" runtime attribute, read from the IR's rt_info; constant Slices on the path become Gathers, which the
+  plugin does not fuse away) so they run in f32 whatever the precision, and the compiled model is checked: a
+  ROIPooling or coordinate op that did not stay f32 is refused, not run.
 
 The precision is an explicit request, never a silent downgrade: a device that cannot run it is refused with one line,
 and so is a compiled model whose inference precision is not the one asked for.
