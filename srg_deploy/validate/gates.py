@@ -18,7 +18,7 @@ with the reason for each threshold in docs/validation.md. Why the values are wha
   up to 0.0031 (OpenVINO) / 0.0027 (PyTorch) on sample and noise frames, while a conv scaled by 1.05 moves the scale
   of every frame's outputs by 0.008-0.0135; PyTorch's own bf16 agrees on 85% of triplets@20 (pooled over two frames,
   one seed of three), and single regions of 480x640 and 600x1000 frames with 24-36 random boxes drop to 0.9944
-  (PyTorch) and 0.9926 (OpenVINO) cosine (benchmarks/openvino_bench.py; docs/validation.md).
+  (PyTorch) and 0.9948 (OpenVINO) cosine (benchmarks/openvino_bench.py; docs/validation.md).
 - int8 (`srg-deploy quantize`): cosine >= 0.95 per output, >= 0.9 per region; agreement >= 70%; no scale gate;
   sgdet detections matched. Set from what a faithful INT8 model measures against eager: a model trained on a
   generated dataset (random ResNet trunk, whose heavy-tailed activations are int8's hardest case), calibrated on 6
