@@ -6,7 +6,7 @@ INT8 QDQ ONNX from `quantize.int8_from_onnx` an explicitly quantized one (NVIDIA
 strong typing and no precision flags; the Q/DQ pairs say where int8 runs, the plugin reads float tensors).
 TensorRT is imported only inside these functions, so everything else works where it is missing. What the runtime
 shares with the builder (TensorRT and CUDA imports, GPU identity, the sidecar format) lives in
-`srg_deploy.runtime.tensorrt_env`, so the runtime never imports this package.
+`srg_deploy.tensorrt_env` (core), so the runtime never imports this package and this package needs no runtime.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import onnx
 
+from srg_deploy import defaults
+from srg_deploy.contract import onnx_metadata
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.spec import ATTRIBUTES, PLUGIN_ID, PLUGIN_VERSION
-from srg_deploy.runtime.tensorrt_env import (
+from srg_deploy.tensorrt_env import (
     SIDECAR_FORMAT,
     check_plugin_api,
     driver_cuda_version,
@@ -32,17 +34,22 @@ from srg_deploy.runtime.tensorrt_env import (
 )
 
 
+def _hw(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.split("x"))
+    return height, width
+
+
 @dataclass(frozen=True)
 class Profile:
     """One optimization profile: image height/width bounds and the box/pair counts (min is always 0)."""
 
-    min_hw: tuple[int, int] = (64, 64)
-    opt_hw: tuple[int, int] = (600, 800)
-    max_hw: tuple[int, int] = (1000, 1000)
-    opt_boxes: int = 36
-    max_boxes: int = 64
-    opt_pairs: int = 630
-    max_pairs: int = 2016
+    min_hw: tuple[int, int] = _hw(defaults.ENGINE_MIN_SIZE)
+    opt_hw: tuple[int, int] = _hw(defaults.ENGINE_OPT_SIZE)
+    max_hw: tuple[int, int] = _hw(defaults.ENGINE_MAX_SIZE)
+    opt_boxes: int = defaults.ENGINE_OPT_BOXES
+    max_boxes: int = defaults.ENGINE_MAX_BOXES
+    opt_pairs: int = defaults.ENGINE_OPT_PAIRS
+    max_pairs: int = defaults.ENGINE_MAX_PAIRS
 
     def shapes(self, mode: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """Input name -> (min, opt, max) shapes."""
@@ -143,12 +150,10 @@ def sidecar(
     build_flags: dict,
 ) -> dict[str, object]:
     """What `model.engine.json` records: enough to refuse a mismatched runtime and to rebuild the engine.
-    `runtime.tensorrt_env.read_sidecar` reads it back."""
-    from srg_deploy.export.onnx_export import metadata
-
+    `srg_deploy.tensorrt_env.read_sidecar` reads it back."""
     cudart = import_cudart()
     cuda = driver_cuda_version(cudart)
-    meta = metadata(proto)
+    meta = onnx_metadata(proto)
     return {
         "format": SIDECAR_FORMAT,
         "mode": mode,

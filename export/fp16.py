@@ -25,6 +25,10 @@ from srg_deploy.errors import SRGError
 from srg_deploy.plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME
 
 COMPUTE_OPS = frozenset({"Conv", "Relu", "Add", "MaxPool", "Gemm", "MatMul", "ReduceMean", PLUGIN_NAME})
+# Activations a node may read or write and still run in fp16 with build-engine --keep-fp32-overflow: a quarter of
+# fp16's largest value (validate.gates.FP16_MAX), so that real frames somewhat brighter or busier than the sample
+# frame still fit.
+OVERFLOW_SHARE = 0.25
 MOVE_OPS = frozenset(
     {"Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Flatten", "Identity", "Expand"}
 )

@@ -19,7 +19,7 @@ import onnx
 import torch
 from onnx import helper
 
-from srg_deploy.contract import METADATA_PREFIX, MODES, dynamic_axes, input_specs, output_names, read_metadata
+from srg_deploy.contract import METADATA_PREFIX, MODES, dynamic_axes, input_specs, output_names
 from srg_deploy.detector import SGDetNet
 from srg_deploy.errors import SRGError
 from srg_deploy.model import SRGNet
@@ -135,11 +135,6 @@ def roi_pool_function(opset: int) -> onnx.FunctionProto:
         attributes=list(node_attributes([1, 1], 1.0)),
         doc_string="Fast R-CNN RoI max pooling (torchvision.ops.roi_pool semantics); TensorRT runs the srg::roi_pool plugin.",
     )
-
-
-def metadata(proto: onnx.ModelProto) -> dict[str, str]:
-    """The srg_deploy.* metadata of an exported model, without the prefix."""
-    return read_metadata({p.key: p.value for p in proto.metadata_props})
 
 
 def _onnx_opset(proto: onnx.ModelProto) -> int:

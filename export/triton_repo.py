@@ -38,7 +38,7 @@ from srg_deploy.contract import read_metadata
 from srg_deploy.errors import SRGError
 from srg_deploy.export.engine import io_spec
 from srg_deploy.export.triton_config import KINDS, TRITON_TYPES, ModelEntry, TensorConfig, config_pbtxt
-from srg_deploy.runtime.tensorrt_env import read_sidecar, sidecar_path
+from srg_deploy.tensorrt_env import read_sidecar, sidecar_path
 
 VERSION = "1"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")

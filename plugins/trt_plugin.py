@@ -29,7 +29,7 @@ import tensorrt.plugin as trtp
 from srg_deploy.errors import SRGError
 from srg_deploy.plugins.aot import AotKernel, aot_kernel
 from srg_deploy.plugins.spec import PLUGIN_ID, Float32Array, Int32Array
-from srg_deploy.runtime.tensorrt_env import driver_cuda_version, import_cudart, max_ptx_isa
+from srg_deploy.tensorrt_env import driver_cuda_version, import_cudart, max_ptx_isa
 
 _DTYPES = {trt.DataType.FLOAT: "fp32", trt.DataType.HALF: "fp16"}
 compiled_kernels: List[AotKernel] = []  # what aot_impl handed TensorRT in this process, in order

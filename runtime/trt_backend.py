@@ -18,7 +18,7 @@ from srg_deploy.config import SRGConfig
 from srg_deploy.contract import TensorSpec, input_specs
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.backend import Backend
-from srg_deploy.runtime.tensorrt_env import (
+from srg_deploy.tensorrt_env import (
     check_cuda,
     driver_cuda_version,
     gpu_identity,

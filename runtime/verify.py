@@ -1,7 +1,7 @@
-"""Verification: a deployed model against its reference on the same inputs, judged by runtime/judge.py.
+"""Verification: a deployed model against its reference on the same inputs, judged by srg_deploy.validate.
 
 The reference is either a live backend (the eager checkpoint, or the fp32 ONNX when judging an fp16 conversion)
-or a golden file recorded from one (runtime/golden.py), which needs no PyTorch. `verify` runs a list of cases
+or a golden file recorded from one (validate/golden.py), which needs no PyTorch. `verify` runs a list of cases
 through both; `ShadowChecker` is the same judgement on every Nth frame of a deployment (`infer --check-every`).
 """
 
@@ -20,11 +20,13 @@ from srg_deploy.contract import COMPUTATION_KEYS, config_fingerprint
 from srg_deploy.errors import SRGError
 from srg_deploy.inputs import BoxesFile
 from srg_deploy.runtime.backend import Backend
-from srg_deploy.runtime.golden import Golden
-from srg_deploy.runtime.judge import Case, Gates, Verdict, agreement_failures, finite, judge_frame, pool, rates
-from srg_deploy.runtime.predictor import Predictor, Prepared, prepare
+from srg_deploy.runtime.predictor import Predictor, Prepared
 from srg_deploy.runtime.sources import open_source
-from srg_deploy.synthetic import noise_frame, sample_frame
+from srg_deploy.validate.cases import Case
+from srg_deploy.validate.gates import Gates
+from srg_deploy.validate.golden import Golden
+from srg_deploy.validate.render import failure_text
+from srg_deploy.validate.verdict import Verdict, agreement_failures, finite, judge_frame, pool, rates
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,6 @@ def cases_from_frames(backend: Backend, frames: list[SourceFrame], boxes: BoxesF
     predictor = Predictor(backend)
     return [
         Case(f.label, predictor.prepare(f.image, boxes.for_source(f.name) if boxes else None).inputs) for f in frames
-    ]
-
-
-def sample_cases(backend: Backend, noise: bool = False) -> list[Case]:
-    """The checks `export` and `build-engine` run without user data: a synthetic frame with boxes covering the
-    awkward cases (nested, full-frame, tiny), and with `noise` also a frame of pixel noise (fp16's hardest input)."""
-    return sample_inputs(backend.config, backend.mode, noise)
-
-
-def sample_inputs(config: SRGConfig, mode: str, noise: bool = False) -> list[Case]:
-    """`sample_cases` for a model known only by its config and mode (no session needed)."""
-    frame, boxes = sample_frame()
-    frames = [("sample frame", frame)] + ([("noise frame", noise_frame(*frame.shape[:2]))] if noise else [])
-    return [
-        Case(label, prepare(config, mode, image, boxes if mode == "boxes" else None).inputs) for label, image in frames
     ]
 
 
@@ -151,7 +138,7 @@ class ShadowChecker:
         self.first_failure: str | None = None
         self.worst_max_rel: dict[str, float] = {}
         self.region_cosine_min = 1.0
-        self.counts: dict[str, tuple[int, int]] = {}
+        self.agreements: dict = {}
 
     def due(self, frame_index: int) -> bool:
         return frame_index % self.every == 0
@@ -164,9 +151,9 @@ class ShadowChecker:
         ref = self.reference.run(prepared.inputs)
         reference_ms = (time.perf_counter() - t0) * 1e3
         check = judge_frame(prepared.inputs, ref, outputs, self.gates)
-        failures = check.failures + agreement_failures(check.counts, self.gates)
+        failures = [failure_text(f) for f in check.failures + agreement_failures(check.agreement, self.gates)]
         self.checked += 1
-        pool(self.counts, check.counts)
+        pool(self.agreements, check.agreement)
         self.region_cosine_min = min(self.region_cosine_min, check.region_cosine_min)
         for d in check.diffs.values():
             self.worst_max_rel[d.name] = max(self.worst_max_rel.get(d.name, 0.0), d.max_rel)
@@ -183,7 +170,7 @@ class ShadowChecker:
                 "cosine": {d.name: d.cosine for d in check.diffs.values()},
                 "scale_error": {d.name: d.scale_error for d in check.diffs.values()},
                 "region_cosine_min": check.region_cosine_min,
-                "agreement": rates(check.counts),
+                "agreement": rates(check.agreement),
                 "reference_ms": round(reference_ms, 3),
             }
         )
@@ -214,7 +201,7 @@ class ShadowChecker:
                 "first_failure": self.first_failure,
                 "worst_max_rel": self.worst_max_rel,
                 "region_cosine_min": self.region_cosine_min,
-                "agreement": rates(self.counts),
+                "agreement": rates(self.agreements),
                 "gates": self.gates.to_dict(),
             }
         )

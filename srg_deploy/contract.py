@@ -86,6 +86,12 @@ def read_metadata(props: Mapping[str, str]) -> dict[str, str]:
     return {k.removeprefix(METADATA_PREFIX): v for k, v in props.items() if k.startswith(METADATA_PREFIX)}
 
 
+def onnx_metadata(proto: Any) -> dict[str, str]:
+    """The srg_deploy.* metadata of an exported ONNX model (an `onnx.ModelProto`, read without importing onnx),
+    prefix removed: mode, config (JSON), precision, max_pairs and whatever a later step added."""
+    return read_metadata({p.key: p.value for p in proto.metadata_props})
+
+
 def config_fingerprint(config: Mapping[str, Any]) -> str:
     """SHA-256 of what makes two models comparable (architecture, preprocessing, detector, vocabularies): the same
     fingerprint means the same computation up to weights. Seed, provenance and `trained` do not count."""

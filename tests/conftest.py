@@ -98,6 +98,18 @@ def onnx_boxes(tmp_path_factory, model) -> Path:
     return path
 
 
+def gate_failures(inputs: dict, ref: dict, got: dict, precision: str = "fp32", **overrides):
+    """The product's judgement of one model call: every typed `Failure` of `precision`'s gates (per-output errors,
+    cosine, scale, regions and, judged on this call alone, agreement with its near-tie rule). Tests assert with this
+    rather than with thresholds of their own."""
+    from srg_deploy.validate.gates import Gates
+    from srg_deploy.validate.verdict import agreement_failures, judge_frame
+
+    gates = Gates.for_precision(precision, **overrides)
+    check = judge_frame(inputs, ref, got, gates)
+    return check.failures + agreement_failures(check.agreement, gates)
+
+
 def make_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A BGR frame with gradients, two solid shapes and noise: not flat, so features are not degenerate."""
     rng = np.random.default_rng(seed)

@@ -10,20 +10,20 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import HAS_TENSORRT, assert_clean_error, needs_tensorrt, run_cli, small_config
+from conftest import HAS_TENSORRT, assert_clean_error, gate_failures, needs_tensorrt, run_cli, small_config
 from onnx import TensorProto
 
 from srg_deploy.checkpoint import random_model
-from srg_deploy.contract import DISCRETE_OUTPUTS
+from srg_deploy.contract import onnx_metadata
 from srg_deploy.export.fp16 import coordinate_nodes, fp16_from_onnx
-from srg_deploy.export.onnx_export import metadata, onnx_from_model
+from srg_deploy.export.onnx_export import onnx_from_model
 from srg_deploy.plugins.spec import PLUGIN_NAME
-from srg_deploy.runtime.compare import compare_outputs, top1_agreement
-from srg_deploy.runtime.judge import Gates
 from srg_deploy.runtime.ort_backend import OrtBackend
-from srg_deploy.runtime.tensorrt_env import SIDECAR_FORMAT, sidecar_path
 from srg_deploy.runtime.torch_backend import TorchBackend
-from srg_deploy.runtime.verify import sample_cases, verify
+from srg_deploy.runtime.verify import verify
+from srg_deploy.tensorrt_env import SIDECAR_FORMAT, sidecar_path
+from srg_deploy.validate.cases import sample_cases
+from srg_deploy.validate.gates import Gates
 
 
 def elem_types(proto: onnx.ModelProto) -> dict[str, int]:
@@ -50,7 +50,7 @@ def test_fp16_keeps_coordinates_and_outputs_fp32(small_onnx, fp16_proto):
     assert [types[o.name] for o in fp16_proto.graph.output] == [TensorProto.FLOAT] * 3
     convs = [n for n in fp16_proto.graph.node if n.op_type == "Conv"]
     assert convs and all(types[c.output[0]] == TensorProto.FLOAT16 for c in convs)
-    assert metadata(fp16_proto)["precision"] == "fp16"
+    assert onnx_metadata(fp16_proto)["precision"] == "fp16"
 
 
 def test_fp16_parity_in_onnxruntime(small_onnx, fp16_proto, tmp_path):
@@ -58,10 +58,10 @@ def test_fp16_parity_in_onnxruntime(small_onnx, fp16_proto, tmp_path):
     path.write_bytes(fp16_proto.SerializeToString())
     reference, deployed = OrtBackend(small_onnx), OrtBackend(path)
     assert deployed.precision == "fp16"
-    verdict = verify(deployed, reference, Gates.for_precision("fp16"), sample_cases(reference, noise=True))
-    assert verdict, verdict.failures
-    assert verdict.region_cosine_min >= 0.99 and verdict.agreement["relations"] >= 0.95
-    assert all(abs(o["scale_error"]) < 0.006 for o in verdict.outputs.values())
+    cases = sample_cases(reference.config, reference.mode, noise=True)
+    verdict = verify(deployed, reference, Gates.for_precision("fp16"), cases)
+    assert verdict, verdict.failures  # the fp16 gates: cosine, region cosine, scale error, agreement
+    assert verdict.frames[1]["source"] == "noise frame"
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here: the missing-TensorRT path cannot be reached")
@@ -70,10 +70,10 @@ def test_build_engine_fp16_without_tensorrt(small_onnx, tmp_path):
     result = run_cli("build-engine", small_onnx, "--output", engine, "--fp16", "--onnx-out", fp16)
     assert_clean_error(result, "TensorRT is required", 'pip install "srg-deploy[trt]"')
     assert "[✓] fp16 vs fp32" in result.stdout
-    assert fp16.is_file() and metadata(onnx.load(str(fp16)))["precision"] == "fp16"
+    assert fp16.is_file() and onnx_metadata(onnx.load(str(fp16)))["precision"] == "fp16"
     assert not engine.exists() and not list(tmp_path.glob("*.engine*"))
     reference, deployed = OrtBackend(small_onnx), OrtBackend(fp16)
-    assert verify(deployed, reference, Gates.for_precision("fp16"), sample_cases(reference))
+    assert verify(deployed, reference, Gates.for_precision("fp16"), sample_cases(reference.config, reference.mode))
 
 
 def test_build_engine_argument_errors(small_onnx, tmp_path):
@@ -151,13 +151,8 @@ def test_engine_parity_with_eager(engines, small_model, n_boxes):
     ref = TorchBackend(small_model).run(inputs)
     with TrtBackend(engines["fp32"]) as fp32, TrtBackend(engines["fp16"]) as fp16:
         got32, got16 = fp32.run(inputs), fp16.run(inputs)
-    for d in compare_outputs(ref, got32).values():
-        assert d.same_shape and d.max_rel <= 1e-3, d
-    diffs = compare_outputs(ref, got16)
-    assert all(d.same_shape for d in diffs.values())
-    if n_boxes:
-        assert diffs["features"].cosine >= 0.999
-        assert top1_agreement(ref["relation_logits"], got16["relation_logits"]) >= 0.95
+    assert gate_failures(inputs, ref, got32, "fp32") == []
+    assert gate_failures(inputs, ref, got16, "fp16") == []
 
 
 RUN_IN_FRESH_PROCESS = """
@@ -186,8 +181,7 @@ def test_aot_engine_runs_without_the_plugin_module(engines, small_model, tmp_pat
     )
     assert result.returncode == 0, result.stderr
     got = dict(np.load(tmp_path / "outputs.npz"))
-    for d in compare_outputs(TorchBackend(small_model).run(inputs), got).values():
-        assert d.same_shape and d.max_rel <= 1e-3, d
+    assert gate_failures(inputs, TorchBackend(small_model).run(inputs), got, "fp32") == []
 
 
 @pytest.mark.trt
@@ -212,12 +206,7 @@ def test_sgdet_engine_matches_onnxruntime_and_eager(threshold, tmp_path):
     n = len(got["boxes"])
     assert (n > 0) == (threshold == 0.0) and got["relation_logits"].shape == (n * (n - 1) // 2, 2, 51)
     for reference in (OrtBackend(onnx_path).run(image), TorchBackend(model, mode="sgdet").run(image)):
-        for name, d in compare_outputs(reference, got).items():
-            assert d.same_shape, (name, d)
-            if name in DISCRETE_OUTPUTS:
-                assert np.array_equal(reference[name], got[name]), name
-            else:
-                assert d.max_rel <= 1e-3, (name, d)
+        assert gate_failures(image, reference, got, "fp32") == []  # identical detections and pairs
 
 
 @pytest.mark.trt

@@ -17,7 +17,7 @@ from conftest import ROOT, assert_clean_error, run_cli
 from onnx import helper
 
 from srg_deploy.config import SRGConfig
-from srg_deploy.runtime.tensorrt_env import SIDECAR_FORMAT
+from srg_deploy.tensorrt_env import SIDECAR_FORMAT
 
 SIDECAR_IO = {  # what build-engine writes (export/engine.py io_spec) for an fp16 boxes-mode engine
     "inputs": [

@@ -1,6 +1,8 @@
 """Install profiles (docs/DESIGN.md §7): the runtime stands alone. A fresh interpreter importing the runtime loads
 neither torch nor the export package, and a venv with only `pip install ".[cpu]"` (no torch, as on an edge device)
-runs `infer`, `bench` and `verify --reference golden.npz` on an ONNX file made by the full install."""
+runs `infer`, `bench` and `verify --reference golden.npz` on an ONNX file made by the full install. The device
+builds its own engine: a venv with `pip install ".[cpu,build]"` and torch blocked converts, checks and writes the
+fp16 ONNX (the same as the full install's), then stops with one line naming TensorRT."""
 
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ import pytest
 from conftest import ROOT, make_frame, run_cli
 
 RUNTIME_VENV = ROOT / ".venv-runtime"
+BUILD_VENV = ROOT / ".venv-build"
+# A .pth line (run at interpreter start): torch and torchvision cannot be imported, even if something pulled them in.
+BLOCK_TORCH = (
+    'import sys; exec("class _NoTorch:\\n def find_spec(self, name, path=None, target=None):\\n'
+    "  if name.split('.')[0] in ('torch', 'torchvision'): raise ImportError(name + ' is blocked in this venv')\\n"
+    'sys.meta_path.insert(0, _NoTorch())")\n'
+)
 BOXES = [[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119]]
 
 
@@ -50,24 +59,43 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-@pytest.fixture(scope="session")
-def runtime_bin() -> Path:
-    """`.venv-runtime`: a venv with `pip install ".[cpu]"` only (a real, non-editable install of this checkout).
-    Built once; the package is reinstalled when the sources change."""
-    python = RUNTIME_VENV / "bin" / "python"
-    stamp = RUNTIME_VENV / ".source-digest"
+def profile_venv(folder: Path, extras: str, block_torch: bool = False) -> Path:
+    """A venv with `pip install ".[extras]"` only (a real, non-editable install of this checkout); with
+    `block_torch`, torch and torchvision cannot be imported in it at all. Built once; the package is reinstalled
+    when the sources change. Returns its bin folder."""
+    python = folder / "bin" / "python"
+    stamp = folder / ".source-digest"
     digest = _source_digest()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME_VENV)], check=True, timeout=300)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
+    if block_torch:
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        (Path(site) / "zz_no_torch.pth").write_text(BLOCK_TORCH)
     if not stamp.is_file() or stamp.read_text() != digest:
         install = [str(python), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(ROOT)]
-        deps = [str(python), "-m", "pip", "install", "--quiet", f"{ROOT}[cpu]"]
+        deps = [str(python), "-m", "pip", "install", "--quiet", f"{ROOT}[{extras}]"]
         for command in (deps, install):
             result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
             assert result.returncode == 0, result.stdout + result.stderr
         stamp.write_text(digest)
-    return RUNTIME_VENV / "bin"
+    return folder / "bin"
+
+
+@pytest.fixture(scope="session")
+def runtime_bin() -> Path:
+    """`.venv-runtime`: `pip install ".[cpu]"`, the runtime of an edge device."""
+    return profile_venv(RUNTIME_VENV, "cpu")
+
+
+@pytest.fixture(scope="session")
+def build_bin() -> Path:
+    """`.venv-build`: `pip install ".[cpu,build]"` with torch and torchvision blocked, a device that builds its own
+    engine."""
+    return profile_venv(BUILD_VENV, "cpu,build", block_torch=True)
 
 
 def runtime_cli(bin_dir: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -175,3 +203,31 @@ def test_installed_package_ships_the_roi_kernels_ptx(runtime_bin, tmp_path):
     installed = json.loads(result.stdout)
     shipped = {p.name: p.read_text() for p in (ROOT / "plugins" / "ptx").glob("*.ptx")}
     assert installed == {"triton": False, "kernels": shipped}
+
+
+def test_build_venv_converts_fp16_without_torch_then_names_tensorrt(build_bin, small_onnx, tmp_path):
+    """`build-engine --fp16 --onnx-out` on `[cpu,build]` with torch unimportable: converts, checks against ONNX
+    Runtime fp32 of the same file, writes the fp16 ONNX, then one line naming TensorRT (non-zero exit). The fp16
+    ONNX is the full install's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    probe = subprocess.run(
+        [str(build_bin / "python"), "-c", "import torch"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert probe.returncode != 0 and "blocked" in probe.stderr, probe.stderr
+
+    device, full = tmp_path / "device-fp16.onnx", tmp_path / "full-fp16.onnx"
+    result = runtime_cli(
+        build_bin, "build-engine", small_onnx, "-o", tmp_path / "m.engine", "--fp16", "--onnx-out", device, cwd=tmp_path
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    errors = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert errors[-1].startswith("error: TensorRT is required") and 'pip install "srg-deploy[trt]"' in errors[-1]
+    assert "this command needs torch" not in result.stderr
+    assert "[✓] fp16 vs fp32 (onnxruntime" in result.stdout and f"wrote {device}" in result.stdout
+    assert not (tmp_path / "m.engine").exists()
+
+    made = run_cli("build-engine", small_onnx, "-o", tmp_path / "full.engine", "--fp16", "--onnx-out", full)
+    assert full.is_file(), made.stdout + made.stderr
+    a, b = onnx.load(str(device)), onnx.load(str(full))
+    assert a.graph.SerializeToString() == b.graph.SerializeToString()  # nodes, weights, I/O: the same model
+    assert {p.key: p.value for p in a.metadata_props} == {p.key: p.value for p in b.metadata_props}

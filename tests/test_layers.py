@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,8 +166,10 @@ def test_import_statements_follow_the_table_inside_functions_too():
 
 
 def test_the_table_covers_every_module():
+    """Every module is in a layer of the table, every layer of the table has modules (so each is enforced by the
+    tests above), and every exception names a module that exists."""
     layers = {layer_of(m) for m in MODULES}
-    assert layers <= set(LAYERS), layers - set(LAYERS)
-    assert {"core", "runtime", "commands", "cli", "export", "model"} <= layers
+    assert layers == set(LAYERS), (layers - set(LAYERS), set(LAYERS) - layers)
     for module in EXTRA:
-        assert module in MODULES or re.match(r"srg_deploy\.validate\b", module), f"{module} is in no file"
+        assert module in MODULES, f"{module} is in no file"
+        assert "pending" not in (ROOT / "docs" / "layers.md").read_text(), "a pending exception is left in the table"

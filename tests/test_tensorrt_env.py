@@ -14,7 +14,7 @@ import torch
 
 from srg_deploy.config import SRGConfig
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.tensorrt_env import (
+from srg_deploy.tensorrt_env import (
     SIDECAR_FORMAT,
     check_cuda,
     check_plugin_api,
@@ -34,7 +34,7 @@ FORBIDDEN = ("torch", "torchvision", "triton", "onnx", "srg_deploy.export", "srg
 def test_tensorrt_runtime_imports_neither_torch_nor_the_export_package():
     """A fresh interpreter: the TensorRT backend loads no torch, Triton, onnx, export package or plugin module."""
     code = (
-        "import sys, json; import srg_deploy.runtime.trt_backend, srg_deploy.runtime.tensorrt_env;"
+        "import sys, json; import srg_deploy.runtime.trt_backend, srg_deploy.tensorrt_env;"
         "print(json.dumps(sorted(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -74,6 +74,9 @@ def test_sidecar_round_trip(engine):
     assert read_sidecar(engine)["plugin"]["ptx_isa"] == "8.7"
     write(engine, sidecar(plugin={"implementation": "jit", "ptx_isa": None}))
     assert read_sidecar(engine)["plugin"]["implementation"] == "jit"
+    for precision in ("fp32", "fp16", "int8"):  # int8: a `quantize` model built into an engine
+        write(engine, sidecar(precision=precision))
+        assert read_sidecar(engine)["precision"] == precision
 
 
 @pytest.mark.parametrize(
@@ -83,6 +86,7 @@ def test_sidecar_round_trip(engine):
         ("[1, 2]", "is not an srg-deploy engine sidecar"),
         (sidecar(format="srg-deploy-engine/1"), "is format srg-deploy-engine/1, this srg-deploy reads"),
         (sidecar(mode="detect", gpu={"name": "x"}), "missing or invalid mode, gpu;"),
+        (sidecar(precision="bf16"), "missing or invalid precision;"),
         (sidecar(plugin={"implementation": "aot"}), "missing or invalid plugin.ptx_isa;"),
         (sidecar(plugin={"implementation": "jit", "ptx_isa": "8.7"}), "missing or invalid plugin.ptx_isa;"),
         (sidecar(plugin={"implementation": "cubin", "ptx_isa": None}), "plugin.implementation, plugin.ptx_isa;"),

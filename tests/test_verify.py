@@ -15,9 +15,12 @@ from conftest import assert_clean_error, make_frame, run_cli
 
 from srg_deploy.checkpoint import save_checkpoint
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.compare import diff, triplet_hits
-from srg_deploy.runtime.judge import GATES, Gates, judge_frame
 from srg_deploy.runtime.verify import read_frames
+from srg_deploy.validate.compare import diff, triplet_hits
+from srg_deploy.validate.failures import DETECTIONS, MAX_ABS, Failure
+from srg_deploy.validate.gates import GATES, Gates
+from srg_deploy.validate.render import failure_text
+from srg_deploy.validate.verdict import judge_frame
 
 BOXES = [[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119], [70, 20, 120, 100]]
 
@@ -213,11 +216,12 @@ def test_gates_by_precision_and_overrides():
 def test_atol_plus_rtol_tolerance():
     ref = np.array([0.0, 1.0, -2.0])
     d = diff("x", ref, ref + np.array([0.0, 0.0, 0.003]))  # max abs 3e-3, max|ref| 2
-    assert Gates(rtol=1e-3).output_failures(d) == [
-        "x: max abs error 3.00e-03 > 2.00e-03 (atol 0 + rtol 0.001 x max|ref| 2)"
-    ]
+    (failure,) = Gates(rtol=1e-3).output_failures(d)
+    assert (failure.output, failure.kind, failure.bound) == ("x", MAX_ABS, pytest.approx(2e-3))
+    assert failure_text(failure) == "x: max abs error 3.00e-03 > 2.00e-03 (atol 0 + rtol 0.001 x max|ref| 2)"
     assert Gates(rtol=1e-3, atol=1e-3).output_failures(d) == []  # 1e-3 + 1e-3 * 2 = 3e-3
-    assert "max abs error 3.00e-03 > 1.00e-03 (atol 0.001" in Gates(rtol=None, atol=1e-3).output_failures(d)[0]
+    (failure,) = Gates(rtol=None, atol=1e-3).output_failures(d)
+    assert "max abs error 3.00e-03 > 1.00e-03 (atol 0.001" in failure_text(failure)
 
 
 def test_triplet_hits_counts_reference_top_k():
@@ -245,12 +249,14 @@ def sgdet_outputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 def test_sgdet_detection_count_mismatch_fails_clearly():
     image = {"image": np.zeros((1, 3, 32, 32), np.float32)}
     check = judge_frame(image, sgdet_outputs(3), sgdet_outputs(2), Gates())
-    assert check.failures == ["deployed model detected 2 objects, reference 3"] and check.detections == (2, 3)
+    assert check.failures == [Failure("boxes", DETECTIONS, 2, 3)] and check.detections == (2, 3)
+    assert failure_text(check.failures[0]) == "deployed model detected 2 objects, reference 3"
     same = sgdet_outputs(4)
     check = judge_frame(image, same, {k: v.copy() for k, v in same.items()}, Gates())
-    assert check.failures == [] and check.counts["labels"] == (4, 4) and check.counts["triplets@20"] == (12, 12)
+    assert check.failures == [] and check.agreement["labels"].hits == 4 == check.agreement["labels"].total
+    assert (check.agreement["triplets@20"].hits, check.agreement["triplets@20"].total) == (12, 12)
     other_labels = {**same, "labels": same["labels"] + 1}
-    assert judge_frame(image, same, other_labels, Gates()).counts["labels"] == (0, 4)
+    assert judge_frame(image, same, other_labels, Gates()).agreement["labels"].hits == 0
 
 
 def test_read_frames_errors(tmp_path):

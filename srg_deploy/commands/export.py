@@ -7,7 +7,7 @@ on a sample frame. The file is written only when every check passes (`--skip-che
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,9 +15,6 @@ from srg_deploy.atomic import atomic_path
 from srg_deploy.console import out as console
 from srg_deploy.defaults import ONNX_OPSET
 from srg_deploy.errors import SRGError
-
-if TYPE_CHECKING:
-    from srg_deploy.runtime.judge import Verdict
 
 EPILOG = (
     "Examples:\n\n  srg-deploy export ckpt/ --output model.onnx\n\n"
@@ -52,47 +49,27 @@ def run_export(
     skip_check: bool,
 ) -> None:
     from srg_deploy.checkpoint import load_model
-    from srg_deploy.commands.report import FAIL, OK
-    from srg_deploy.export.checks import check_onnx, op_coverage, trt_op_list
-    from srg_deploy.export.onnx_export import onnx_from_model
+    from srg_deploy.commands.report import OK, print_checklist
+    from srg_deploy.export import steps
+    from srg_deploy.export.checks import trt_op_list
+    from srg_deploy.validate.render import failure_text
 
     model = load_model(checkpoint)
     with console.status(f"exporting {checkpoint} ({mode} mode, opset {opset})"):
-        proto = onnx_from_model(model, mode, opset, max_pairs)
-    check_onnx(proto)
+        step = steps.onnx_from_checkpoint(model, mode, opset, max_pairs, check=False)
+    proto, coverage = step.artifact, step.notes["coverage"]
     console.print(f"{OK} onnx.checker full check (opset {opset}, IR {proto.ir_version})")
-    coverage = op_coverage(proto)
-    ops = trt_op_list()
-    if not coverage:
-        console.print(f"{FAIL} op coverage vs TensorRT {ops.tensorrt_version} ONNX parser")
-        names = ", ".join(f"{op} ({n} nodes)" for op, n in sorted(coverage.unsupported.items()))
-        raise SRGError(f"the graph uses ops TensorRT's ONNX parser does not support: {names}")
     console.print(
-        f"{OK} op coverage: {len(coverage.op_counts)} op types, all supported by TensorRT {ops.tensorrt_version}'s ONNX parser"
-        f" ({coverage.plugin_nodes} srg::roi_pool plugin nodes)"
+        f"{OK} op coverage: {len(coverage.op_counts)} op types, all supported by TensorRT"
+        f" {trt_op_list().tensorrt_version}'s ONNX parser ({coverage.plugin_nodes} srg::roi_pool plugin nodes)"
     )
+    if skip_check:
+        console.print("[yellow]\\[-][/] parity check skipped (--skip-check)")
+    else:
+        verdict = steps.parity_with_eager(model, proto, mode, max_pairs)
+        print_checklist(verdict, f"parity: {verdict.deployed} vs eager torch")
+        if not verdict:
+            raise SRGError(f"{output}: ONNX Runtime disagrees with eager PyTorch: {failure_text(verdict.failures[0])}")
     with atomic_path(output, suffix=".onnx") as tmp:
         tmp.write_bytes(proto.SerializeToString())
-        if skip_check:
-            console.print("[yellow]\\[-][/] parity check skipped (--skip-check)")
-        else:
-            verdict = parity_report(model, tmp, mode, max_pairs)
-            if not verdict:
-                raise SRGError(f"{output}: ONNX Runtime disagrees with eager PyTorch: {verdict.failures[0]}")
     console.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)")
-
-
-def parity_report(model, onnx_path: Path, mode: str, max_pairs: int | None) -> Verdict:
-    """ONNX Runtime vs eager on the sample frame, judged by the gates of the file's precision, printed as the
-    judge's checklist."""
-    from srg_deploy.commands.report import print_checklist
-    from srg_deploy.runtime.judge import Gates
-    from srg_deploy.runtime.ort_backend import OrtBackend
-    from srg_deploy.runtime.torch_backend import TorchBackend
-    from srg_deploy.runtime.verify import sample_cases, verify
-
-    with OrtBackend(onnx_path) as deployed:
-        reference = TorchBackend(model, mode=mode, max_pairs=max_pairs)
-        verdict = verify(deployed, reference, Gates.for_precision(deployed.precision), sample_cases(deployed))
-    print_checklist(verdict, f"parity: onnxruntime ({deployed.device}) vs eager torch")
-    return verdict

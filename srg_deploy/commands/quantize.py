@@ -94,12 +94,12 @@ def run_quantize(
     from srg_deploy.config import SRGConfig
     from srg_deploy.console import err
     from srg_deploy.console import out as console
+    from srg_deploy.contract import onnx_metadata as metadata
     from srg_deploy.datasets import VGSGGDataset
     from srg_deploy.errors import SRGError
     from srg_deploy.export import accuracy
     from srg_deploy.export import calibration as calib
     from srg_deploy.export.checks import read_onnx
-    from srg_deploy.export.onnx_export import metadata
     from srg_deploy.export.quantize import (
         METHODS,
         QUANTIZED_OPS,

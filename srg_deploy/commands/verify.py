@@ -21,7 +21,7 @@ from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
 
 if TYPE_CHECKING:
-    from srg_deploy.runtime.judge import Verdict
+    from srg_deploy.validate.verdict import Verdict
 
 EPILOG = (
     "Examples:\n\n  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json\n\n"
@@ -95,8 +95,6 @@ def run_verify(
     min_agreement: float | None = None,
 ) -> None:
     from srg_deploy.inputs import BoxesFile
-    from srg_deploy.runtime.golden import load_golden, save_golden
-    from srg_deploy.runtime.judge import Gates
     from srg_deploy.runtime.loader import existing_model, open_backend
     from srg_deploy.runtime.verify import (
         cases_from_frames,
@@ -106,6 +104,9 @@ def run_verify(
         timed_runs,
         verify,
     )
+    from srg_deploy.validate.gates import Gates
+    from srg_deploy.validate.golden import load_golden, save_golden
+    from srg_deploy.validate.render import first_failure
 
     existing_model(model)
     golden_reference = Path(reference).suffix == ".npz"
@@ -155,8 +156,7 @@ def run_verify(
         write_text(report_path, json.dumps(verdict.to_dict(), indent=2) + "\n")
         console.print(f"wrote {report_path}")
     if not verdict:
-        more = f" (and {len(verdict.failures) - 1} more)" if len(verdict.failures) > 1 else ""
-        raise SRGError(f"{model} fails verification against {reference}: {verdict.failures[0]}{more}")
+        raise SRGError(f"{model} fails verification against {reference}: {first_failure(verdict)}")
 
 
 def print_report(verdict: Verdict) -> None:

@@ -1,5 +1,5 @@
-"""The one judge (runtime/judge.py): its checklist on fp32, fp16 and tampered models, the fp16 gates against what
-fp16 itself can do, golden references, and the fp16 overflow message."""
+"""srg_deploy.validate: the checklist on fp32, fp16 and tampered models, the fp16 gates against what fp16 itself
+can do, typed failures and their text, golden references, sample cases, and the fp16 overflow message."""
 
 from __future__ import annotations
 
@@ -19,12 +19,17 @@ from srg_deploy.errors import SRGError
 from srg_deploy.export.fp16 import fp16_from_onnx
 from srg_deploy.export.onnx_export import onnx_from_model
 from srg_deploy.model import SRGNet
-from srg_deploy.runtime.golden import load_golden, save_golden
-from srg_deploy.runtime.judge import Case, Gates, judge_frame
 from srg_deploy.runtime.loader import open_backend
 from srg_deploy.runtime.torch_backend import TorchBackend
-from srg_deploy.runtime.verify import SourceFrame, cases_from_frames, judge_runs, sample_cases, timed_runs, verify
+from srg_deploy.runtime.verify import SourceFrame, cases_from_frames, judge_runs, timed_runs, verify
 from srg_deploy.synthetic import noise_frame
+from srg_deploy.validate.cases import Case, sample_cases
+from srg_deploy.validate.compare import diff
+from srg_deploy.validate.failures import AGREEMENT, MAX_ABS, NONFINITE, SCALE, SHAPE, Failure
+from srg_deploy.validate.gates import GATES, Gates
+from srg_deploy.validate.golden import load_golden, save_golden
+from srg_deploy.validate.render import checklist, failure_text, first_failure
+from srg_deploy.validate.verdict import Verdict, judge_frame
 
 BOXES = np.array([[10, 10, 60, 50], [40, 30, 150, 110], [0, 0, 159, 119], [70, 20, 120, 100]], np.float64)
 
@@ -52,8 +57,8 @@ def test_checklist_passes_fp32_export(small_model, small_onnx):
         cases = cases_from_frames(deployed, frames(), _Boxes())
         verdict = verify(deployed, TorchBackend(small_model), Gates.for_precision("fp32"), cases)
     assert verdict, verdict.failures
-    lines = [c.text for c in verdict.checklist()]
-    assert all(c.passed for c in verdict.checklist())
+    lines = [c.text for c in checklist(verdict)]
+    assert all(c.passed for c in checklist(verdict))
     assert [line.split()[0] for line in lines[:4]] == [
         "features",
         "object_logits",
@@ -97,9 +102,9 @@ def test_a_conv_scaled_by_5_percent_fails_the_fp16_gates(small_model, layer):
     for precision in ("fp32", "fp16"):
         verdict = judge_runs(deployed, cases, ref, [], "eager", Gates.for_precision(precision), warmup=0)
         assert not verdict, precision
-    assert any("scale error" in f for f in verdict.failures), verdict.failures
+    assert any(f.kind == SCALE for f in verdict.failures), verdict.failures
     assert verdict.outputs["features"]["cosine_min"] > 0.999  # the cosine alone would have passed it
-    assert not all(c.passed for c in verdict.checklist())
+    assert not all(c.passed for c in checklist(verdict))
 
 
 def test_fp16_onnx_passes_and_tampered_fp16_onnx_fails(small_onnx, tmp_path):
@@ -119,7 +124,7 @@ def test_fp16_onnx_passes_and_tampered_fp16_onnx_fails(small_onnx, tmp_path):
             bad = verify(deployed, reference, Gates.for_precision("fp16"), cases)
     assert good, good.failures
     assert not bad
-    assert any("relation_logits: scale error" in f for f in bad.failures), bad.failures
+    assert any(f.output == "relation_logits" and f.kind == SCALE for f in bad.failures), bad.failures
 
 
 def test_golden_round_trip_and_refusals(small_model, small_onnx, tmp_path):
@@ -199,6 +204,57 @@ def test_fp16_overflow_is_named_with_its_node(tmp_path):
 
 def test_sample_cases_cover_noise_for_fp16(small_onnx):
     with open_backend(small_onnx) as backend:
-        cases = sample_cases(backend, noise=True)
+        cases = sample_cases(backend.config, backend.mode, noise=True)
     assert [c.label for c in cases] == ["sample frame", "noise frame"]
     assert all(isinstance(c, Case) and c.inputs["boxes"].dtype == np.float32 for c in cases)
+
+
+def test_failures_are_typed_and_rendered_only_as_text_at_the_edge():
+    """A gate returns records (output, kind, value, bound); the text users read is made from them, and code that
+    needs to know what failed reads `kind` and `output`."""
+    ref = np.array([[1.0, 2.0], [3.0, 4.0]])
+    gates = Gates(rtol=1e-3)
+    (failure,) = gates.output_failures(diff("object_logits", ref, ref + 0.01))
+    assert (failure.output, failure.kind) == ("object_logits", MAX_ABS)
+    assert failure.value == pytest.approx(0.01) and failure.bound == pytest.approx(4e-3)
+    assert (
+        failure_text(failure) == "object_logits: max abs error 1.00e-02 > 4.00e-03 (atol 0 + rtol 0.001 x max|ref| 4)"
+    )
+    assert failure_text(failure.at(2, "noise frame")).startswith("frame 2 (noise frame): object_logits: max abs")
+    (shape,) = gates.output_failures(diff("features", ref, ref[:1]))
+    assert shape.kind == SHAPE and failure_text(shape) == "features: shape [1, 2] != reference [2, 2]"
+    (nonfinite,) = GATES["fp16"].output_failures(diff("features", ref, ref * np.inf))
+    assert nonfinite.kind == NONFINITE and "fp16's range, 65504" in failure_text(nonfinite)
+    with pytest.raises(ValueError, match="unknown failure kind"):
+        Failure("features", "NaN or infinity")
+
+
+def test_verdict_holds_failures_and_pools_agreement():
+    """Per-frame failures carry their frame; agreement is judged once, pooled, and its failure names the
+    agreement; the JSON report carries both the records and their text."""
+    inputs = {"pairs": np.array([[0, 1]])}
+    ref = {
+        "features": np.eye(2, 4),
+        "object_logits": np.eye(2, 10) * 5,  # ten classes: a swap of two leaves the error band at 0
+        "relation_logits": np.array([[[0.0, 4.0, 0.0], [0.0, 0.0, 4.0]]]),
+    }
+    swapped = {**ref, "object_logits": ref["object_logits"][:, [1, 0, *range(2, 10)]]}
+    verdict = Verdict("deployed", "reference", Gates.for_precision("fp32"), "boxes")
+    verdict.add("a", judge_frame(inputs, ref, ref, verdict.gates))
+    verdict.add("b", judge_frame(inputs, ref, swapped, verdict.gates))
+    verdict.finish()
+    assert not verdict
+    outputs = {(f.output, f.kind, f.frame) for f in verdict.failures}
+    assert ("object_logits", MAX_ABS, 1) in outputs and ("objects", AGREEMENT, None) in outputs
+    assert verdict.counts["objects"] == (2, 4) and verdict.agreement["objects"] == 0.5
+    assert first_failure(verdict).startswith("frame 1 (b): object_logits: max abs error")
+    report = verdict.to_dict()
+    assert report["failure_records"][0]["output"] == "object_logits" and report["failures"][0].startswith("frame 1")
+    assert "object top-1 agreement 50.0% < 100%" in report["failures"]
+
+
+def test_gates_table_is_a_plain_mapping_of_precisions():
+    assert set(GATES) == {"fp32", "fp16", "int8"}
+    assert all(isinstance(g, Gates) and g.precision == name for name, g in GATES.items())
+    with pytest.raises(SRGError, match="unknown precision 'fp8'"):
+        Gates.for_precision("fp8")

@@ -1,6 +1,6 @@
-"""What the TensorRT builder (export) and the TensorRT runtime share, without torch, Triton or the export package:
-importing TensorRT and cuda-python, naming CUDA errors, the GPU and driver an engine is built for, and the engine's
-JSON sidecar (`model.engine.json`), its format and its validation.
+"""What the TensorRT builder (export) and the TensorRT runtime share, in the neutral core layer (no torch, Triton,
+export or runtime imports): importing TensorRT and cuda-python, naming CUDA errors, the GPU and driver an engine
+is built for, and the engine's JSON sidecar (`model.engine.json`), its format and its validation.
 
 TensorRT and cuda-python are imported only inside functions, so this module loads on any machine.
 """
@@ -18,6 +18,7 @@ from srg_deploy.errors import SRGError
 TRT_INSTALL_HINT = 'pip install "srg-deploy[trt]" (TensorRT 10.9+ and cuda-python, on a machine with an NVIDIA GPU)'
 SIDECAR_FORMAT = "srg-deploy-engine/2"
 SIDECAR_SUFFIX = ".json"
+PRECISIONS = ("fp32", "fp16", "int8")  # what build-engine makes: fp32, --fp16, a `quantize` model
 IMPLEMENTATIONS = ("aot", "jit")  # the plugin's kernel compiled into the engine, or called through Python
 
 
@@ -157,7 +158,7 @@ def read_sidecar(engine_path: Path) -> dict:
     ptx = plugin.get("ptx_isa")
     checks = {
         "mode": data.get("mode") in MODES,
-        "precision": data.get("precision") in ("fp32", "fp16"),
+        "precision": data.get("precision") in PRECISIONS,
         "config": isinstance(data.get("config"), dict),
         "tensorrt_version": isinstance(data.get("tensorrt_version"), str),
         "gpu": all(isinstance(gpu.get(k), str) for k in ("name", "compute_capability")),

@@ -1,5 +1,5 @@
 """Golden references: the eager model's outputs on exactly recorded inputs, so a deployed model can be verified on
-a machine without PyTorch (an edge device) by the same judge.
+a machine without PyTorch (an edge device) by the same gates.
 
 A golden file is a plain `.npz` (numpy arrays only, read with `allow_pickle=False`):
 - `meta`: one JSON string — format, the reference's config and its fingerprint, mode, sgdet pair budget, the gates
@@ -15,6 +15,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -22,10 +23,20 @@ from srg_deploy.atomic import write_bytes
 from srg_deploy.config import SRGConfig
 from srg_deploy.contract import config_fingerprint, input_specs, output_names
 from srg_deploy.errors import SRGError
-from srg_deploy.runtime.backend import Backend
-from srg_deploy.runtime.judge import GATES, Case
+from srg_deploy.validate.cases import Case
+from srg_deploy.validate.gates import GATES
 
 GOLDEN_FORMAT = "srg-deploy-golden/1"
+
+
+class Model(Protocol):
+    """What a golden file reads of a backend (runtime.backend.Backend has it; validate does not import runtime)."""
+
+    config: SRGConfig
+    mode: str
+    max_pairs: int | None
+
+    def describe(self) -> str: ...
 
 
 @dataclass
@@ -49,7 +60,7 @@ class Golden:
     def describe(self) -> str:
         return f"golden {self.meta['path']} ({self.meta['reference']}, recorded {self.meta['recorded_at']})"
 
-    def check_fits(self, deployed: Backend) -> None:
+    def check_fits(self, deployed: Model) -> None:
         """A golden file judges only the model it was recorded for: same config fingerprint, mode and pair budget."""
         mine = config_fingerprint(deployed.config.to_dict())
         if mine != self.meta["config_fingerprint"]:
@@ -75,7 +86,7 @@ class Golden:
 
 def save_golden(
     path: Path,
-    reference: Backend,
+    reference: Model,
     cases: list[Case],
     outputs: list[dict[str, np.ndarray]],
     latency_ms: list[float],
