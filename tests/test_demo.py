@@ -27,7 +27,7 @@ def test_demo_learns_the_scene_and_shows_its_graph(tmp_path):
     out = result.stdout
     assert "What this model has learned: only this scene." in out
     assert "Real use starts from pretrained weights" in out and "120..160 px" in out
-    assert "[✓] parity: onnxruntime (cpu) vs eager torch" in out and "PredCls on" in out
+    assert "[✓] parity: onnxruntime (cpu, fp32, boxes mode) vs eager torch" in out and "PredCls on" in out
     assert "backend: onnxruntime (cpu, fp32, boxes mode)" in result.stderr
     assert "--reinit-heads: new object, box-delta and relation heads" in result.stderr
     jsonl, video, graphs = (
