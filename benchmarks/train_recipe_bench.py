@@ -34,7 +34,14 @@ from srg_deploy.training.features import (
     SplitFeatures,
     measure_normalisation,
 )
-from srg_deploy.training.trainer import Recipe, head_optimizer, train_step, unfold_normalisation
+from srg_deploy.training.trainer import (
+    Recipe,
+    head_optimizer,
+    random_heads,
+    restart_heads,
+    train_step,
+    unfold_normalisation,
+)
 
 NORMS = (4.0, 40.0, 400.0)
 
@@ -42,14 +49,16 @@ NORMS = (4.0, 40.0, 400.0)
 def train_losses(
     model, start: dict, items: list, dataset, recipe: Recipe, epochs: int, normalise: bool, scale: float
 ) -> list:
-    """Epoch losses of the default recipe from `start` on features x `scale`, raw or normalised."""
+    """Epoch losses of the default recipe from `start` on features x `scale`: raw (before issue 16), or normalised
+    with the checkpoint's seeded heads started anew, as `train` does for an untrained checkpoint."""
     model.load_state_dict(start)
-    optimizer = head_optimizer(model, recipe)
     data = [(gt, boxes * scale, unions * scale) for gt, boxes, unions in items]
     if normalise:
         norm = measure_normalisation(Extracted(data, dataset))
         unfold_normalisation(model, norm)
+        restart_heads(model, random_heads(model.config), recipe.seed)
         data = [(gt, norm(boxes), norm(unions)) for gt, boxes, unions in data]
+    optimizer = head_optimizer(model, recipe)
     rng, losses = np.random.default_rng(0), []
     for _ in range(epochs):
         order, total, steps = rng.permutation(len(data)), 0.0, 0
@@ -87,7 +96,8 @@ def main() -> None:
     out = header(
         "Training recipe vs feature scale (issue 16)",
         f"{args.images} generated images of 160x120 with 8-14 boxes, {args.epochs} epochs of the default recipe "
-        "from the same seeded checkpoint heads; pool5 scaled to the mean box norm given",
+        "from the same seeded checkpoint (after: its seeded heads start anew, as `train` does); pool5 scaled to the "
+        "mean box norm given",
     )
     config = SRGConfig(
         objects=OBJECTS,

@@ -135,11 +135,11 @@ VAL = ("--val-images", "18")  # scene_data: 18 split-0 images (all val here) and
 
 @pytest.fixture(scope="module")
 def partly_trained(tmp_path_factory, scene_data, scene_checkpoint):
-    """Three epochs: a model whose margins are thin enough for INT8 to cost recall (a fully trained one on these
-    easy scenes loses nothing, and accuracy control would have nothing to do)."""
+    """One epoch: a model whose margins are thin enough for INT8 to cost recall (one trained longer on these easy
+    scenes loses nothing, and accuracy control would have nothing to do)."""
     root = tmp_path_factory.mktemp("partly")
     result = run_cli("train", scene_checkpoint, "--data", scene_data, "--output", root / "run", *SCENE_TRAIN_ARGS,
-                     "--epochs", "3")  # fmt: skip
+                     "--epochs", "1")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     result = run_cli("export", root / "run" / "checkpoint", "--output", root / "model.onnx", "--skip-check")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -482,18 +482,23 @@ def _restart_random_heads(model: SRGNet, checkpoint: Path, recipe: Recipe, monit
     restart = random_heads(model.config)
     if not restart:
         return ()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.seed)
-        fresh = SRGNet(model.config)
-    prefixes = tuple(f"{m}." for m in restart)
-    model.load_state_dict(
-        {**model.state_dict(), **{k: v for k, v in fresh.state_dict().items() if k.startswith(prefixes)}}
-    )
+    restart_heads(model, restart, recipe.seed)
     monitor.note(
         f"{checkpoint} is untrained: its {', '.join(restart)} are seeded noise and start anew (seed {recipe.seed}) "
         "for the normalised features"
     )
     return restart
+
+
+def restart_heads(model: SRGNet, heads: tuple[str, ...], seed: int) -> None:
+    """Replace `heads` with PyTorch's default initialisation of a new model seeded with `seed`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = SRGNet(model.config)
+    prefixes = tuple(f"{m}." for m in heads)
+    model.load_state_dict(
+        {**model.state_dict(), **{k: v for k, v in fresh.state_dict().items() if k.startswith(prefixes)}}
+    )
 
 
 def head_optimizer(model: SRGNet, recipe: Recipe) -> torch.optim.SGD:
