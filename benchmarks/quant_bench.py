@@ -5,8 +5,8 @@ estimated from the model's multiply-accumulates and NVIDIA's published peaks (no
     .venv/bin/python benchmarks/quant_bench.py --iters 3
 
 Everything runs through the product: `dataset generate` (write_dataset), `train`, `export`, `quantize --data`, the
-project's evaluator. OpenVINO reads each ONNX after `srg::roi_pool`'s model-local function is inlined (its ONNX
-frontend does not expand local functions, docs/DESIGN.md §8).
+project's evaluator, and both runtimes through their srg-deploy backends (OpenVINO's inlines `srg::roi_pool` and
+keeps the box coordinates in f32: docs/openvino.md). Training uses the recipe's defaults.
 """
 
 from __future__ import annotations
@@ -19,55 +19,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 from _common import footer, header, inputs_for, median, scratch, table
-from onnx.inliner import inline_selected_functions
 
 from srg_deploy.checkpoint import random_model, save_checkpoint
 from srg_deploy.config import Preprocessing, SRGConfig
-from srg_deploy.contract import input_specs
 from srg_deploy.datasets import VGSGGDataset
 from srg_deploy.datasets.generate import OBJECTS, PREDICATES, write_dataset
 from srg_deploy.export.quantize import quantization_record
-from srg_deploy.runtime.backend import Backend
 from srg_deploy.runtime.bench import Workload, time_interleaved
 from srg_deploy.runtime.evaluate import evaluate
 from srg_deploy.runtime.macs import count_macs
+from srg_deploy.runtime.openvino_backend import OpenVinoBackend
 from srg_deploy.runtime.ort_backend import OrtBackend
 
 # Jetson AGX Orin 64GB, GPU only (NVIDIA's Jetson AGX Orin data sheet / technical brief): 170 INT8 TOPS with 2:4
 # sparsity, i.e. 85 dense; Ampere tensor cores run FP16 at half the INT8 rate: 42.5 dense TFLOPS. DLA not counted.
 ORIN_DENSE = {"int8": 85e12, "fp16": 42.5e12}
-
-
-class OpenVinoBackend(Backend):
-    """Just enough of a backend for the evaluator: an inlined ONNX compiled for OpenVINO's CPU plugin."""
-
-    name = "openvino"
-
-    def __init__(self, path: Path, precision_hint: str) -> None:
-        import json
-
-        import openvino as ov
-
-        proto = onnx.load(str(path))
-        meta = {p.key: p.value for p in proto.metadata_props}
-        config = SRGConfig.from_dict(json.loads(meta["srg_deploy.config"]))
-        super().__init__(config, meta["srg_deploy.mode"], "cpu", input_specs(meta["srg_deploy.mode"]))
-        inlined = inline_selected_functions(proto, [("srg", "roi_pool")])
-        core = ov.Core()
-        model = core.read_model(inlined.SerializeToString(), b"")
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision_hint})
-        self._precision = meta.get("srg_deploy.precision", "fp32") + f" ({precision_hint} hint)"
-
-    @property
-    def precision(self) -> str:
-        return self._precision
-
-    def _run(self, inputs):
-        result = self.compiled(dict(inputs))
-        return {o.get_any_name(): result[o] for o in self.compiled.outputs}
-
-    def _close(self) -> None:
-        del self.compiled
 
 
 def cli(*args: str) -> None:
@@ -95,8 +61,7 @@ def main() -> None:
         )
         save_checkpoint(random_model(config, seed=1), root / "ckpt")
         data, val = root / "data", ("--val-images", str(args.val_images))
-        cli("train", root / "ckpt", "--data", data, "--output", root / "run", *val, "--epochs", args.epochs,
-            "--batch-size", "4", "--lr", "0.003")  # fmt: skip
+        cli("train", root / "ckpt", "--data", data, "--output", root / "run", *val, "--epochs", args.epochs)
         cli("export", root / "run" / "checkpoint", "--output", root / "fp32.onnx", "--skip-check")
         cli("quantize", root / "fp32.onnx", "--output", root / "int8.onnx", "--data", data, *val, "--frames", "32")
         record = quantization_record(onnx.load(str(root / "int8.onnx")))

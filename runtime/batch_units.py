@@ -122,6 +122,10 @@ class WorkerOptions:
     max_pairs: int | None = None
     top_k: int = TOP_K
     threads: int | None = None
+    backend: str | None = None  # None: from the path
+    precision: str | None = None  # OpenVINO's; None: its default
+    device: str | None = None
+    cache_dir: str | None = None
 
 
 class UnitProcessor:
@@ -136,7 +140,16 @@ class UnitProcessor:
         self.error = ""
         try:
             mode = "boxes" if options.boxes else "sgdet"
-            backend = open_backend(Path(options.model), mode=mode, max_pairs=options.max_pairs, threads=options.threads)
+            backend = open_backend(
+                Path(options.model),
+                options.backend,
+                mode=mode,
+                max_pairs=options.max_pairs,
+                threads=options.threads,
+                precision=options.precision,
+                device=options.device,
+                cache_dir=Path(options.cache_dir) if options.cache_dir else None,
+            )
             if backend.mode != mode:  # checked once here, not as a failure of every input
                 backend.close()
                 raise SRGError(

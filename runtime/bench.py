@@ -98,6 +98,26 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
+FP32_PEAK_METHOD = "best of 10 fp32 2048^3 numpy matrix products in the same process"
+LOW_PEAK_METHOD = "best of 10 {precision} 2048^3 matrix products by OpenVINO's CPU plugin in the same process"
+
+
+def peaks_for(precision: str) -> tuple[dict[str, float], str, str]:
+    """(peaks by precision, the precision the floor is measured in, how): numpy's fp32 peak always, and for a bf16
+    or int8 model the matrix-product peak in its own precision, which is its floor. Where OpenVINO is missing or
+    cannot run that precision here, the floor stays fp32 and says so."""
+    peaks = {"fp32": matmul_peak_gflops()}
+    if precision in ("bf16", "int8", "fp16"):
+        try:
+            from srg_deploy.runtime.openvino_backend import matmul_peak_gflops as openvino_peak
+
+            peaks[precision] = openvino_peak(precision)
+            return peaks, precision, LOW_PEAK_METHOD.format(precision=precision)
+        except Exception as e:  # no OpenVINO, or the CPU cannot run the precision: the fp32 floor, said so
+            return peaks, "fp32", f"{FP32_PEAK_METHOD} ({precision} peak not measurable here: {type(e).__name__})"
+    return peaks, "fp32", FP32_PEAK_METHOD
+
+
 def machine() -> dict[str, object]:
     """What the figures were measured on."""
     cpu = platform.processor() or platform.machine()
@@ -108,7 +128,7 @@ def machine() -> dict[str, object]:
         ]
         cpu = names[0] if names else cpu
     versions = {}
-    for package in ("numpy", "onnxruntime", "torch", "tensorrt"):
+    for package in ("numpy", "onnxruntime", "openvino", "torch", "tensorrt"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -166,6 +186,9 @@ class BenchReport:
     peak_gflops: float
     method: str
     times: dict[str, list[float]] = field(default_factory=dict)
+    peaks: dict[str, float] = field(default_factory=dict)  # matrix-product peak per precision measured
+    peak_precision: str = "fp32"  # the precision `peak_gflops` (the floor) is measured in: the model's
+    peak_method: str = FP32_PEAK_METHOD
     machine: dict[str, object] = field(default_factory=machine)
     date: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -212,7 +235,9 @@ class BenchReport:
             },
             "gflop_per_frame": 2 * self.macs.total / 1e9,
             "peak_gflop_per_s": self.peak_gflops,
-            "peak_method": "best of 10 fp32 2048^3 numpy matrix products in the same process",
+            "peak_method": self.peak_method,
+            "peak_precision": self.peak_precision,
+            "peak_gflop_per_s_by_precision": self.peaks,
             "stages": self.stages(),
             "method": self.method,
             "machine": self.machine,
@@ -265,6 +290,7 @@ def bench(backend: Backend, model_path: Path, workload: Workload, iters: int, wa
         times.update(backend.stage_times(inputs, iters, warmup))
     elif backend.name == "onnxruntime":
         times.update(ort_stage_times(model_path, inputs, iters, warmup))
+    peaks, peak_precision, peak_method = peaks_for(backend.precision)
     return BenchReport(
         model=str(model_path),
         backend=backend.describe(),
@@ -272,7 +298,10 @@ def bench(backend: Backend, model_path: Path, workload: Workload, iters: int, wa
         iters=iters,
         warmup=warmup,
         macs=workload.macs(backend.config),
-        peak_gflops=matmul_peak_gflops(),
+        peak_gflops=peaks[peak_precision],
         method=METHODS.get(backend.name, NO_SPLIT),
         times=times,
+        peaks=peaks,
+        peak_precision=peak_precision,
+        peak_method=peak_method,
     )

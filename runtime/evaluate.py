@@ -74,6 +74,7 @@ class ModelScore:
         return {
             "model": self.name,
             "backend": self.predictor.backend.describe(),
+            "precision": self.predictor.backend.precision,
             **self.evaluator.result(),
             "seconds_per_image": float(np.mean(self.seconds)) if self.seconds else 0.0,
         }

@@ -13,3 +13,7 @@ ENGINE_OPT_BOXES = 36
 ENGINE_MAX_BOXES = 64
 ENGINE_OPT_PAIRS = 630
 ENGINE_MAX_PAIRS = 2016
+# OpenVINO (`--backend openvino`): the inference precision and device when none is asked for. fp32 on the CPU is
+# what every other backend runs; bf16, f16 and other devices are explicit requests (docs/openvino.md).
+OPENVINO_PRECISION = "fp32"
+OPENVINO_DEVICE = "CPU"

@@ -1,5 +1,5 @@
 """The backend contract (runtime/backend.py), one parametrised test run against every backend: eager torch, ONNX
-Runtime and, where TensorRT and a GPU exist, TensorRT. A backend that drifts from the contract fails here."""
+Runtime, OpenVINO (fp32 and bf16 on the CPU) and, where TensorRT and a GPU exist, TensorRT. A backend that drifts from the contract fails here."""
 
 from __future__ import annotations
 
@@ -7,15 +7,27 @@ import json
 
 import numpy as np
 import pytest
-from conftest import needs_tensorrt, run_cli
+from conftest import installed, needs_tensorrt, run_cli
 
 from srg_deploy.contract import OUTPUTS, input_specs
 from srg_deploy.errors import SRGError
 from srg_deploy.runtime.loader import open_backend
 
+
+def cpu_has_bf16() -> bool:
+    if not installed("openvino"):
+        return False
+    import openvino
+
+    return "BF16" in [str(c) for c in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="needs OpenVINO and a CPU with bf16 (AVX512-BF16 or AMX)")
 BACKENDS = [
     "torch",
     "onnxruntime",
+    "openvino",
+    pytest.param("openvino:bf16", marks=needs_bf16),
     pytest.param(
         "tensorrt",
         marks=[pytest.mark.trt, needs_tensorrt],
@@ -36,6 +48,13 @@ def backend(request, small_checkpoint, small_onnx):
     path = {"torch": small_checkpoint, "onnxruntime": small_onnx}.get(request.param)
     if request.param == "tensorrt":
         path = request.getfixturevalue("engine")
+    if request.param.startswith("openvino"):
+        path, precision = small_onnx, request.param.partition(":")[2] or "fp32"
+        opened = open_backend(path, "openvino", precision=precision)
+        assert opened.precision == precision
+        yield opened
+        opened.close()
+        return
     opened = open_backend(path, request.param, mode="boxes")
     yield opened
     opened.close()

@@ -2,7 +2,9 @@
 neither torch nor the export package, and a venv with only `pip install ".[cpu]"` (no torch, as on an edge device)
 runs `infer`, `bench` and `verify --reference golden.npz` on an ONNX file made by the full install. The device
 builds its own engine: a venv with `pip install ".[cpu,build]"` and torch blocked converts, checks and writes the
-fp16 ONNX (the same as the full install's), then stops with one line naming TensorRT."""
+fp16 ONNX (the same as the full install's), then stops with one line naming TensorRT. An Intel device runs OpenVINO:
+a venv with `pip install ".[cpu,openvino]"` and torch blocked runs `infer --backend openvino` (fp32, and bf16 where
+the CPU has it) on the same file, fp32 records equal to the full install's OpenVINO run."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from conftest import ROOT, make_frame, run_cli
 
 RUNTIME_VENV = ROOT / ".venv-runtime"
 BUILD_VENV = ROOT / ".venv-build"
+OPENVINO_VENV = ROOT / ".venv-openvino"
 # A .pth line (run at interpreter start): torch and torchvision cannot be imported, even if something pulled them in.
 BLOCK_TORCH = (
     'import sys; exec("class _NoTorch:\\n def find_spec(self, name, path=None, target=None):\\n'
@@ -96,6 +99,12 @@ def build_bin() -> Path:
     """`.venv-build`: `pip install ".[cpu,build]"` with torch and torchvision blocked, a device that builds its own
     engine."""
     return profile_venv(BUILD_VENV, "cpu,build", block_torch=True)
+
+
+@pytest.fixture(scope="session")
+def openvino_bin() -> Path:
+    """`.venv-openvino`: `pip install ".[cpu,openvino]"` with torch and torchvision blocked, an Intel edge device."""
+    return profile_venv(OPENVINO_VENV, "cpu,openvino", block_torch=True)
 
 
 def runtime_cli(bin_dir: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -231,3 +240,34 @@ def test_build_venv_converts_fp16_without_torch_then_names_tensorrt(build_bin, s
     a, b = onnx.load(str(device)), onnx.load(str(full))
     assert a.graph.SerializeToString() == b.graph.SerializeToString()  # nodes, weights, I/O: the same model
     assert {p.key: p.value for p in a.metadata_props} == {p.key: p.value for p in b.metadata_props}
+
+
+def test_openvino_venv_infers_without_torch(openvino_bin, small_onnx, frames, tmp_path):
+    boxes = frames / "boxes.json"
+    full, edge = tmp_path / "full.jsonl", tmp_path / "edge.jsonl"
+    made = run_cli("infer", small_onnx, "--backend", "openvino", "--source", frames, "--boxes", boxes, "--json", full)
+    assert made.returncode == 0, made.stderr
+    result = runtime_cli(
+        openvino_bin, "infer", small_onnx, "--backend", "openvino", "--source", frames, "--boxes", boxes,
+        "--json", edge, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "backend: openvino (CPU, fp32, boxes mode)" in result.stderr
+    strip = [{k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in full.read_text().splitlines()]
+    assert [
+        {k: v for k, v in json.loads(line).items() if k != "latency_ms"} for line in edge.read_text().splitlines()
+    ] == strip
+    check = subprocess.run(
+        [str(openvino_bin / "python"), "-c", "import importlib.util as u; print(u.find_spec('openvino') is not None)"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert check.stdout.split() == ["True"], check.stderr
+    import openvino
+
+    if "BF16" in [str(c) for c in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]:
+        result = runtime_cli(
+            openvino_bin, "infer", small_onnx, "--backend", "openvino", "--precision", "bf16", "--source", frames,
+            "--boxes", boxes, "--json", tmp_path / "bf16.jsonl", cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "backend: openvino (CPU, bf16, boxes mode)" in result.stderr

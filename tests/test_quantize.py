@@ -97,13 +97,11 @@ def test_int8_runs_in_onnxruntime_and_openvino(int8_small, small_onnx, small_mod
         assert GATES["int8"].output_failures(diff(name, ref[name], got[name])) == [], name  # the int8 gates
         assert not np.array_equal(ref[name], got[name])  # it really computes in int8
 
-    import openvino as ov
-    from onnx.inliner import inline_selected_functions
+    from srg_deploy.runtime.openvino_backend import OpenVinoBackend
 
-    inlined = inline_selected_functions(onnx.load(int8_small), [("srg", "roi_pool")])
-    compiled = ov.Core().compile_model(ov.Core().read_model(inlined.SerializeToString(), b""), "CPU")
-    result = compiled(inputs)
-    ov_out = {o.get_any_name(): result[o] for o in compiled.outputs}
+    with OpenVinoBackend(int8_small, "fp32") as openvino:  # Q/DQ layers in int8, the rest f32
+        assert openvino.precision == "int8"
+        ov_out = openvino.run(inputs)
     for name in ("features", "object_logits", "relation_logits"):
         assert ov_out[name].shape == ref[name].shape
         assert GATES["int8"].output_failures(diff(name, ref[name], ov_out[name])) == [], name
@@ -119,6 +117,12 @@ def test_verify_infer_bench_accept_int8(int8_small, small_checkpoint, frames, tm
     assert result.returncode == 0, result.stdout + result.stderr
     assert "int8 gates" in result.stdout
     assert json.loads(report.read_text())["gates"]["precision"] == "int8"
+    result = run_cli(
+        "verify", int8_small, "--reference", small_checkpoint, "--source", folder, "--boxes", boxes,
+        "--frames", "2", "--backend", "openvino",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "int8 gates" in result.stdout
     out = tmp_path / "out.jsonl"
     result = run_cli("infer", int8_small, "--source", folder, "--boxes", boxes, "--json", out, "--max-frames", "2")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,6 +7,7 @@ unit's shard as its last chunk arrives -> failures file and summary. The return 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from srg_deploy.commands.options import MaxPairs, ModelPath, TopK
+from srg_deploy.commands.options import Backend, CacheDir, Device, MaxPairs, ModelPath, Precision, TopK
 from srg_deploy.console import err as console
 from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
@@ -68,6 +69,10 @@ def batch(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Process inputs that failed in earlier runs again.")
     ] = False,
+    backend: Backend = None,
+    precision: Precision = None,
+    device: Device = None,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Scene graphs for an archive of images and videos on Ray Data: resumable JSONL shards, same records as infer."""
     code = run_batch(
@@ -83,6 +88,7 @@ def batch(
         max_pairs=max_pairs,
         top_k=top_k,
         retry_failed=retry_failed,
+        runtime=Runtime(backend, precision, device, str(cache_dir.absolute()) if cache_dir else None),
     )
     if code:
         raise typer.Exit(code)
@@ -94,6 +100,20 @@ class RunCounts:
     records: int = 0
     failures: int = 0
     units: int = 0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The backend each worker opens the model with, and OpenVINO's precision, device and cache (None: defaults)."""
+
+    backend: str | None = None
+    precision: str | None = None
+    device: str | None = None
+    cache_dir: str | None = None
+
+    def settings(self) -> dict[str, str]:
+        """What the records depend on, for batch.json (only what was asked for, so older folders still resume)."""
+        return {k: v for k, v in (("backend", self.backend), ("precision", self.precision)) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -109,12 +129,20 @@ class Job:
     max_pairs: int | None
     top_k: int
     retry_failed: bool
+    runtime: Runtime = Runtime()
 
     def worker_options(self) -> WorkerOptions:
         from srg_deploy.runtime.batch_units import WorkerOptions
 
         threads = max(1, int(self.pool.cpus))  # ONNX Runtime's threads = the CPUs Ray reserved for the worker
-        return WorkerOptions(str(self.model.absolute()), self.boxes, self.max_pairs, self.top_k, threads)
+        return WorkerOptions(
+            str(self.model.absolute()),
+            self.boxes,
+            self.max_pairs,
+            self.top_k,
+            threads,
+            *dataclasses.astuple(self.runtime),
+        )
 
 
 def run_batch(
@@ -131,6 +159,7 @@ def run_batch(
     max_pairs: int | None,
     top_k: int,
     retry_failed: bool,
+    runtime: Runtime | None = None,
 ) -> int:
     """Run (or resume) the job; returns the exit code. `cpus_per_worker=None`: locally, this machine's cores shared
     out between the workers; on a cluster, 1."""
@@ -142,6 +171,7 @@ def run_batch(
 
     import_ray(local=address is None)  # first: without Ray nothing below can finish, so say so before any work
     model = existing_model(model)
+    runtime = runtime or Runtime()
     backend_for(model)  # a path we cannot run is refused before Ray starts
     if workers < 1 or batch_size < 1:
         raise SRGError("--workers and --batch-size must be at least 1")
@@ -152,13 +182,14 @@ def run_batch(
             boxes_file.for_source(item.name)  # fail before any work if an input would have no boxes
     cpus = cpus_per_worker or (1.0 if address else float(default_cpus(workers)))
     job = Job(model, source, boxes_file, address, Workers(workers, cpus, gpus_per_worker), batch_size, max_pairs,
-              top_k, retry_failed)  # fmt: skip
+              top_k, retry_failed, runtime)  # fmt: skip
     settings = {
         "model": str(model.absolute()),
         "model_sha256": file_sha256(model),
         "boxes_sha256": file_sha256(Path(boxes)) if boxes else None,
         "top_k": top_k,
         "max_pairs": max_pairs,
+        **runtime.settings(),
     }
     store = BatchStore(output, settings)
     try:

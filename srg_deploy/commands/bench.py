@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
-from srg_deploy.commands.options import ModelPath
+from srg_deploy.commands.options import Backend, CacheDir, Device, ModelPath, Precision
 from srg_deploy.console import out as console
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "Examples:\n\n  srg-deploy bench model.onnx\n\n"
+    "  srg-deploy bench model.onnx --backend openvino --precision bf16 --json bench-bf16.json\n\n"
     "  srg-deploy bench ckpt/ --image-size 600x1000 --boxes 36 --pairs 128 --iters 5 --json bench.json"
 )
 
@@ -35,9 +36,25 @@ def bench(
     iters: Annotated[int, typer.Option(min=1, help="Measured runs.")] = 5,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report here as JSON.")] = None,
+    backend: Backend = None,
+    precision: Precision = None,
+    device: Device = None,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Per-stage latency, FLOPs, achieved GFLOP/s and the share of the machine's measured peak."""
-    run_bench(model, image_size=image_size, boxes=boxes, pairs=pairs, iters=iters, warmup=warmup, json_out=json_out)
+    run_bench(
+        model,
+        image_size=image_size,
+        boxes=boxes,
+        pairs=pairs,
+        iters=iters,
+        warmup=warmup,
+        json_out=json_out,
+        backend=backend,
+        precision=precision,
+        device=device,
+        cache_dir=cache_dir,
+    )
 
 
 def run_bench(
@@ -49,6 +66,10 @@ def run_bench(
     iters: int,
     warmup: int,
     json_out: Path | None,
+    backend: str | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     from srg_deploy.inputs import parse_size
     from srg_deploy.runtime.bench import Workload
@@ -58,8 +79,9 @@ def run_bench(
     existing_model(model)
     workload = Workload(*parse_size(image_size, "--image-size", "480x640"), boxes, pairs)
     status = console.status(f"timing {model} on {workload.describe()}: {warmup} + {iters} runs")
-    with open_backend(model, mode="boxes") as backend, status:
-        report = bench_model(backend, model, workload, iters, warmup)
+    opened = open_backend(model, backend, mode="boxes", precision=precision, device=device, cache_dir=cache_dir)
+    with opened as runner, status:
+        report = bench_model(runner, model, workload, iters, warmup)
     print_report(report)
     if json_out:
         write_text(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
@@ -86,7 +108,7 @@ def print_report(report: BenchReport) -> None:
     console.print(table)
     m = report.machine
     console.print(
-        f"peak: {report.peak_gflops:.1f} GFLOP/s (fp32 2048^3 matrix product, numpy) on"
+        f"peak: {report.peak_gflops:.1f} GFLOP/s ({report.peak_method}) on"
         f" {m['cpu']}, {m['cores']} cores, load average {m['load_average'][0]}",
         highlight=False,
     )

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
+from srg_deploy.commands.options import CacheDir, Device
 from srg_deploy.console import err
 from srg_deploy.console import out as console
 from srg_deploy.defaults import VAL_IMAGES
@@ -29,15 +30,23 @@ ROWS = (("R", "recall"), ("ngR", "no_graph_constraint_recall"), ("mR", "mean_rec
 EPILOG = (
     "Examples:\n\n  srg-deploy eval runs/vg/checkpoint --data datasets/vg --report predcls.json\n\n"
     "  srg-deploy eval runs/vg/checkpoint model.onnx model-fp16.onnx model.engine --data datasets/vg\n\n"
+    "  srg-deploy eval runs/vg/checkpoint model.onnx openvino:bf16:model.onnx onnxruntime:model-int8.onnx"
+    " --data datasets/vg\n\n"
     "  srg-deploy eval sgdet.onnx --data datasets/vg --mode sgdet --max-images 1000\n\n"
     "Metrics as Scene-Graph-Benchmark computes them: graph-constrained R@K, no-graph-constraint ngR@K, mean recall "
-    "mR@K (K = 20, 50, 100). Several models are run on the same images; columns after the first show the change."
+    "mR@K (K = 20, 50, 100). Several models are run on the same images; columns after the first show the change. "
+    "A model is [BACKEND[:PRECISION]:]PATH: the backend (torch, onnxruntime, openvino, tensorrt; default from the "
+    "path) and, for openvino, its inference precision (fp32, bf16, fp16; default fp32)."
 )
 
 
 def eval_(
     models: Annotated[
-        list[Path], typer.Argument(help="Checkpoint folders, .onnx or .engine files; the first is the baseline.")
+        list[Path],
+        typer.Argument(
+            help="Checkpoint folders, .onnx or .engine files, each optionally BACKEND[:PRECISION]:PATH (e.g."
+            " openvino:bf16:model.onnx); the first is the baseline."
+        ),
     ],
     data: Annotated[Path, typer.Option(help="VG-SGG dataset folder.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
@@ -51,9 +60,21 @@ def eval_(
     report: Annotated[
         Optional[Path], typer.Option(help="Write every result here as JSON (fractions in [0, 1]).")
     ] = None,
+    device: Device = None,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Recall@K, no-graph-constraint R@K and mean R@K of one or more models on a VG-SGG split."""
-    run_eval(models, data=data, split=split, val_images=val_images, task=mode, max_images=max_images, report=report)
+    run_eval(
+        models,
+        data=data,
+        split=split,
+        val_images=val_images,
+        task=mode,
+        max_images=max_images,
+        report=report,
+        device=device,
+        cache_dir=cache_dir,
+    )
 
 
 def run_eval(
@@ -65,27 +86,40 @@ def run_eval(
     task: str,
     max_images: int | None,
     report: Path | None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
 ) -> list[dict]:
     """Evaluate, print the table, write the report; returns one result per model."""
     from srg_deploy.datasets import VGSGGDataset
     from srg_deploy.runtime.evaluate import BACKEND_MODE, TASKS, check_model, evaluate
-    from srg_deploy.runtime.loader import existing_model, open_backend
+    from srg_deploy.runtime.loader import ModelSpec, existing_model, open_backend
 
     if task not in TASKS:
         raise SRGError(f"unknown --mode {task!r}; expected one of {', '.join(TASKS)}")
     if not models:
         raise SRGError("name at least one model to evaluate")
-    for path in models:
-        existing_model(path)
+    specs = [ModelSpec.parse(str(m)) for m in models]
+    for spec in specs:
+        existing_model(spec.path)
     dataset = VGSGGDataset(data, split, val_images, max_images=max_images)
     err.print(dataset.describe(), markup=False)
     with ExitStack() as stack:
         opened = []
-        for path in models:
-            backend = stack.enter_context(open_backend(path, mode=BACKEND_MODE[task]))
-            check_model(backend, str(path), task, dataset)
-            err.print(f"{path}: {backend.describe()}", markup=False)
-            opened.append((str(path), backend))
+        for spec in specs:
+            openvino = spec.backend == "openvino"
+            backend = stack.enter_context(
+                open_backend(
+                    spec.path,
+                    spec.backend,
+                    mode=BACKEND_MODE[task],
+                    precision=spec.precision,
+                    device=device if openvino else None,
+                    cache_dir=cache_dir if openvino else None,
+                )
+            )
+            check_model(backend, spec.text, task, dataset)
+            err.print(f"{spec.text}: {backend.describe()}", markup=False)
+            opened.append((spec.text, backend))
         progress = Progress(
             TextColumn(f"{TASK_NAMES[task]} {split}"),
             BarColumn(),

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from srg_deploy.commands.options import MaxPairs, ModelPath, TopK
+from srg_deploy.commands.options import Backend, CacheDir, Device, MaxPairs, ModelPath, Precision, TopK
 from srg_deploy.console import err as console
 from srg_deploy.defaults import TOP_K
 from srg_deploy.errors import SRGError
@@ -36,6 +36,7 @@ LIVE_STATS_EVERY_S = 5.0
 EPILOG = (
     "Examples:\n\n  srg-deploy infer ckpt/ --source photo.jpg --boxes boxes.json --json out.jsonl\n\n"
     "  srg-deploy infer model.onnx --source images/ --boxes boxes.json\n\n"
+    "  srg-deploy infer model.onnx --backend openvino --precision bf16 --source images/ --boxes boxes.json\n\n"
     "  srg-deploy infer sgdet.onnx --source video.mp4 --json out.jsonl --video-out annotated.mp4 --graph-out graphs/\n\n"
     "  srg-deploy infer model.engine --source 0 --json live.jsonl --reconnect 10\n\n"
     "  srg-deploy infer model.onnx --source rtsp://cam/stream --boxes boxes.json --every 5\n\n"
@@ -71,9 +72,10 @@ def infer(
         Optional[Path], typer.Option("--graph-out", help="Folder for PNG drawings of the scene graph.")
     ] = None,
     graph_every: Annotated[int, typer.Option(min=1, help="Draw the graph of every Nth processed frame.")] = 1,
-    backend: Annotated[
-        Optional[str], typer.Option(help="torch | onnxruntime | tensorrt (default: from the path).")
-    ] = None,
+    backend: Backend = None,
+    precision: Precision = None,
+    device: Device = None,
+    cache_dir: CacheDir = None,
     max_pairs: MaxPairs = None,
     top_k: TopK = TOP_K,
     realtime: Annotated[
@@ -107,6 +109,9 @@ def infer(
         graph_out=graph_out,
         graph_every=graph_every,
         backend=backend,
+        precision=precision,
+        device=device,
+        cache_dir=cache_dir,
         max_pairs=max_pairs,
         top_k=top_k,
         realtime=realtime,
@@ -140,6 +145,9 @@ def run_infer(
     show: bool,
     check_every: int | None,
     reference: Path | None,
+    precision: str | None = None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
 ) -> int:
     """Run the pipeline; returns the exit code. `realtime=None` means: on for cameras and streams."""
     from srg_deploy.inputs import BoxesFile
@@ -172,7 +180,11 @@ def run_infer(
         if show:
             sinks.append(WindowSink(lambda: pipeline.request_stop(Stop.QUIT) if pipeline else None))
         options = Options(realtime=src.live if realtime is None else realtime, every=every, max_frames=max_frames)
-        with open_backend(model, backend, mode="boxes" if boxes_file else "sgdet", max_pairs=max_pairs) as runner:
+        mode = "boxes" if boxes_file else "sgdet"
+        opened = open_backend(
+            model, backend, mode=mode, max_pairs=max_pairs, precision=precision, device=device, cache_dir=cache_dir
+        )
+        with opened as runner:
             console.print(f"backend: {runner.describe()}", markup=False)
             shadow = open_shadow_checker(runner, reference, check_every, max_pairs) if reference else None
             with _progress_display(src, options) as on_progress:

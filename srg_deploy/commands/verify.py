@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from srg_deploy.atomic import write_text
+from srg_deploy.commands.options import Backend, CacheDir, Device, Precision
 from srg_deploy.config import is_checkpoint, resolve_checkpoint
 from srg_deploy.console import out as console
 from srg_deploy.errors import SRGError
@@ -28,12 +29,16 @@ EPILOG = (
     "  srg-deploy verify model.engine --reference ckpt/ --source video.mp4 --frames 16 --report report.json\n\n"
     "  srg-deploy verify model.onnx --reference ckpt/ --source images/ --boxes boxes.json --save-reference golden.npz\n\n"
     "  srg-deploy verify model.engine --reference golden.npz     (on the device: no PyTorch needed)\n\n"
+    "  srg-deploy verify model.onnx --backend openvino --precision bf16 --reference ckpt/ --source images/"
+    " --boxes boxes.json     (judged by the bf16 gates)\n\n"
     "  srg-deploy verify model_fp16.onnx --reference ckpt/ --source images/ --boxes boxes.json --min-cosine 0.9995"
 )
 
 
 def verify(
-    model: Annotated[Path, typer.Argument(help="Deployed model: .onnx (ONNX Runtime) or .engine (TensorRT).")],
+    model: Annotated[
+        Path, typer.Argument(help="Deployed model: .onnx (ONNX Runtime, or OpenVINO) or .engine (TensorRT).")
+    ],
     reference: Annotated[
         Path,
         typer.Option(
@@ -63,6 +68,10 @@ def verify(
         Optional[float],
         typer.Option(help="Least top-1 and triplet recall agreement (default: fp32 1.0, fp16 0.95)."),
     ] = None,
+    backend: Backend = None,
+    precision: Precision = None,
+    device: Device = None,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Check a deployed model against the eager checkpoint: errors, agreement, triplet recall, latency."""
     run_verify(
@@ -77,6 +86,10 @@ def verify(
         rtol=rtol,
         min_cosine=min_cosine,
         min_agreement=min_agreement,
+        backend=backend,
+        precision=precision,
+        device=device,
+        cache_dir=cache_dir,
     )
 
 
@@ -93,6 +106,10 @@ def run_verify(
     rtol: float | None = None,
     min_cosine: float | None = None,
     min_agreement: float | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     from srg_deploy.inputs import BoxesFile
     from srg_deploy.runtime.loader import existing_model, open_backend
@@ -131,7 +148,8 @@ def run_verify(
         for frame in source_frames:
             boxes_file.for_source(frame.name)  # fail before loading any model
     mode = golden.mode if golden_reference else "boxes" if boxes_file else "sgdet"
-    with open_backend(model, mode=mode) as deployed:
+    opened = open_backend(model, backend, mode=mode, precision=precision, device=device, cache_dir=cache_dir)
+    with opened as deployed:
         gates = Gates.for_precision(
             deployed.precision, atol=atol, rtol=rtol, min_cosine=min_cosine, min_agreement=min_agreement
         )
