@@ -254,7 +254,7 @@ def test_verdict_holds_failures_and_pools_agreement():
 
 
 def test_gates_table_is_a_plain_mapping_of_precisions():
-    assert set(GATES) == {"fp32", "fp16", "int8"}
+    assert set(GATES) == {"fp32", "fp16", "bf16", "int8"}
     assert all(isinstance(g, Gates) and g.precision == name for name, g in GATES.items())
     with pytest.raises(SRGError, match="unknown precision 'fp8'"):
         Gates.for_precision("fp8")
