@@ -43,8 +43,8 @@ def roi_pool_rows(n_rois: int) -> list[str]:
         ref = torchvision.ops.roi_pool(x.float(), rois, (7, 7), 1 / 16).to(dtype)
         identical = torch.equal(ours, ref)
         t_ours = bench(lambda x=x: roi_pool(x, rois, 7, 1 / 16))
-        # torchvision's CUDA kernel wants rois in the features' dtype (timing only; ours keeps them fp32)
-        t_tv = bench(lambda x=x, r=rois.to(dtype): torchvision.ops.roi_pool(x, r, (7, 7), 1 / 16))
+        rois_low = rois.to(dtype)  # torchvision's CUDA kernel wants rois in the features' dtype; ours keeps fp32
+        t_tv = bench(lambda x=x, r=rois_low: torchvision.ops.roi_pool(x, r, (7, 7), 1 / 16))
         # bytes: every RoI reads its whole region once per channel block at best; output written once
         out_bytes = ours.numel() * ours.element_size()
         rows.append(
